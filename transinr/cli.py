@@ -1,0 +1,94 @@
+"""Command line: ``python -m transinr COMMAND …`` (``transinr --help`` lists them)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _train(args) -> None:
+    from .config import load_config
+    from .evaluate import format_psnr
+    from .train import train
+
+    config = load_config(args.config, args.overrides)
+    run_dir = Path(args.run_dir or Path("runs") / config.name)
+    results = train(config, run_dir, device=args.device, progress=not args.quiet)
+    print(f"\n{config.name}: {results['steps']} steps, {results['images_seen']} training signals, "
+          f"{results['train_seconds']:.0f} s of training")
+    print(f"held-out PSNR: {format_psnr(results['test_psnr_mean'], results['test_psnr_std'])} "
+          f"over {results['test_items']} signals")
+    if "mean_image_psnr" in results:
+        print(f"(predicting the mean training image: {results['mean_image_psnr']:.2f} dB)")
+    print(f"figure: {results['figure']}\nrun folder: {run_dir}")
+
+
+def _evaluate(args) -> None:
+    from .evaluate import evaluate_checkpoint, format_psnr
+
+    results = evaluate_checkpoint(args.checkpoint, split=args.split, device=args.device,
+                                  max_items=args.max_items, out_dir=args.out_dir,
+                                  overrides=args.overrides)
+    print(f"{args.checkpoint} on {args.split}: {format_psnr(results['psnr_mean'], results['psnr_std'])} "
+          f"over {results['n']} signals")
+    print(f"figure: {results['figure']}")
+
+
+def _forward_to(module_name: str):
+    """Commands implemented by a module's own ``cli_main(argv)``."""
+    def run(args) -> None:
+        import importlib
+
+        importlib.import_module(module_name).cli_main(args.rest)
+    return run
+
+
+EXTERNAL_COMMANDS = {
+    "render-meshes": ("transinr.data.mesh_views", "render a folder of OBJ/GLB/PLY meshes to learnit-format views"),
+    "build-3d": ("transinr.data.procedural_shapes", "build the embedded procedural 3D set (chairs, cars, lamps)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="transinr", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="meta-train a config (resumes if the run folder has a checkpoint)")
+    train.add_argument("config", help="a shipped config name (e.g. emoji32_demo) or a YAML path")
+    train.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=3e-4")
+    train.add_argument("--run-dir", help="run folder (default runs/<config name>)")
+    train.add_argument("--device", default=None, help="auto (default: the config's), cpu, cuda, cuda:1, mps")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a checkpoint on held-out data and draw samples")
+    evaluate.add_argument("checkpoint")
+    evaluate.add_argument("overrides", nargs="*", help="dotted key=value overrides (e.g. data.root=…)")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--max-items", type=int, default=None)
+    evaluate.add_argument("--out-dir", default=None, help="default: the checkpoint's folder")
+    evaluate.set_defaults(run=_evaluate)
+
+    for name, (module, help_text) in EXTERNAL_COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, add_help=False)
+        sub.add_argument("rest", nargs=argparse.REMAINDER)
+        sub.set_defaults(run=_forward_to(module))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+
+    try:
+        args.run(args)
+    except (ConfigError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""Experiment configs: YAML files read into dataclasses, strictly.
+
+An unknown or misspelled key, or a value of the wrong type, is an error that
+names the key and the file — a typo must never silently fall back to a default.
+Overrides use dotted keys: ``train.lr=3e-4 model.n_groups=16``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "emoji"  # emoji | celeba | imagenette | folder | shapes3d | learnit
+    root: str | None = None  # dataset folder (paper datasets, image folders, learnit)
+    resolution: int | str = 32
+    category: str = "chair"  # NVS only: object category
+    n_support: int = 1  # NVS only: input views per object
+    num_workers: int = 0
+    cache_in_memory: bool = True
+
+
+@dataclass
+class HyponetConfig:
+    depth: int = 5
+    width: int = 256
+    pe_dim: int = 128
+    pe_sigma: float = 1024.0
+    out_bias: float = 0.5
+    use_viewdirs: bool = False  # NeRF only
+
+
+@dataclass
+class ModelConfig:
+    name: str = "trans_inr"
+    patch_size: int = 9
+    padding: int = 1
+    dim: int = 768
+    depth: int = 6
+    n_heads: int = 12
+    head_dim: int = 64
+    mlp_dim: int = 3072
+    dropout: float = 0.0
+    n_groups: int = 64
+    hyponet: HyponetConfig = field(default_factory=HyponetConfig)
+
+
+@dataclass
+class NVSConfig:
+    near: float = 2.0
+    far: float = 6.0
+    n_samples: int = 128  # points per ray
+    train_rays: int = 128  # query rays per object per step
+    foreground_fraction: float = 0.5  # of the query rays, first epoch only
+    foreground_epochs: int = 1
+    render_chunk: int = 4096  # rays per chunk when rendering whole views
+    tto_steps: int = 100  # test-time optimisation
+    tto_lr: float = 1e-4
+    tto_rays: int = 1024
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 30.0
+    max_images: int | None = None  # overrides epochs: a budget in training signals seen
+    batch_size: int = 16
+    lr: float = 1e-4
+    lr_decay_at: float = 0.8  # ×lr_decay_factor after this fraction of the steps
+    lr_decay_factor: float = 0.1
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "off"  # off | bf16 (CUDA only)
+    compile: bool = False
+    log_every: int = 20
+    eval_every: int | None = None  # steps; None: only at the end
+    checkpoint_every: int = 200  # steps
+    eval_images: int | None = None  # cap on held-out signals evaluated during training
+    figure_images: int = 8
+
+
+@dataclass
+class Config:
+    name: str = "experiment"
+    task: str = "image"  # image | nvs
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    nvs: NVSConfig = field(default_factory=NVSConfig)
+
+
+def _type_matches(value, annotation) -> bool:
+    """Whether a YAML value fits a (string) annotation of our dataclasses."""
+    if annotation is typing.Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_matches(value, arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        return isinstance(value, list)
+    return isinstance(value, annotation)
+
+
+def _build(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys for {cls.__name__}, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(repr(u) for u in unknown)} for {cls.__name__}; "
+            f"known keys: {', '.join(sorted(known))}"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{where}.{name}" if where else name)
+            continue
+        if not _type_matches(value, hint):
+            raise ConfigError(
+                f"{where + '.' if where else ''}{name}: expected {_describe(hint)}, got {value!r}"
+            )
+        if hint is float or (float in typing.get_args(hint) and isinstance(value, int)
+                             and not isinstance(value, bool) and int not in typing.get_args(hint)):
+            value = float(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _describe(annotation) -> str:
+    args = typing.get_args(annotation)
+    if args:
+        return " or ".join(_describe(a) for a in args)
+    return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A path to a YAML file, or the name of a shipped config (``emoji32``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    available = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+    raise ConfigError(f"no config file {str(name_or_path)!r}; shipped configs: {available}")
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """``["train.lr=3e-4", "model.n_groups=16"]`` → nested dict (values parsed as YAML)."""
+    nested: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return nested
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def config_from_dict(values: dict, where: str = "config") -> Config:
+    return _build(Config, values or {}, where)
+
+
+def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> Config:
+    path = resolve_config_path(name_or_path)
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if overrides:
+        values = _merge(values, parse_overrides(overrides))
+    try:
+        return _build(Config, values, "")
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def config_to_dict(config: Config) -> dict:
+    return dataclasses.asdict(config)

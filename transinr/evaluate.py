@@ -1,0 +1,118 @@
+"""Held-out evaluation: PSNR of generated INRs, a reference baseline and a figure."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from .metrics import mse_to_psnr
+from .runtime import resolve_device, write_json
+from .viz import image_rows_figure, save_figure
+
+
+def _subset(dataset, max_items: int | None):
+    if max_items is None or max_items >= len(dataset):
+        return dataset
+    return Subset(dataset, range(max_items))
+
+
+@torch.no_grad()
+def evaluate_split(task, model, dataset, device, max_items: int | None = None, batch_size: int = 16,
+                   progress: bool = False) -> dict:
+    """Mean and std of per-signal PSNR over (the first ``max_items`` of) ``dataset``."""
+    model.eval()
+    loader = DataLoader(_subset(dataset, max_items), batch_size=batch_size, shuffle=False)
+    scores = []
+    for batch in tqdm(loader, disable=not progress, desc="evaluate", leave=False):
+        scores.append(task.psnr(model, task.to_device(batch, device)).cpu())
+    scores = torch.cat(scores)
+    return {"psnr_mean": scores.mean().item(),
+            "psnr_std": scores.std().item() if len(scores) > 1 else 0.0,
+            "n": len(scores), "per_item": scores.tolist()}
+
+
+@torch.no_grad()
+def mean_image_psnr(train_set, test_set, max_train: int = 5000) -> float:
+    """PSNR of predicting the mean training image for every held-out image.
+
+    The floor any meta-learner must beat: it knows the data's average, nothing of
+    the instance.
+    """
+    train_subset = _subset(train_set, max_train)
+    mean = torch.stack([train_subset[i] for i in range(len(train_subset))]).mean(0)
+    scores = [mse_to_psnr(((mean - test_set[i]) ** 2).mean()) for i in range(len(test_set))]
+    return torch.stack(scores).mean().item()
+
+
+@torch.no_grad()
+def write_image_samples(task, model, test_set, device, path: Path, n: int = 8) -> Path:
+    """Ground truth above generated INRs (and above those at 4× resolution) for held-out images."""
+    model.eval()
+    images = torch.stack([test_set[i] for i in range(min(n, len(test_set)))]).to(device)
+    generated = task.predict(model, images).clamp(0, 1)
+    scores = task.psnr(model, images)
+    rows = {"ground truth": images.cpu(), "Trans-INR": generated.cpu()}
+    fig = image_rows_figure(rows, titles=[f"{s:.1f} dB" for s in scores.tolist()])
+    return save_figure(fig, path)
+
+
+def evaluate_run_end(task, model, train_set, test_set, device, config, run_dir: Path,
+                     train_seconds: float, steps: int) -> dict:
+    """Score the finished model on the whole held-out split and write results + figure."""
+    scores = evaluate_split(task, model, test_set, device, None, config.train.batch_size, progress=True)
+    results = {
+        "config": config.name,
+        "steps": steps,
+        "images_seen": steps * config.train.batch_size,
+        "train_seconds": round(train_seconds, 1),
+        "test_psnr_mean": scores["psnr_mean"],
+        "test_psnr_std": scores["psnr_std"],
+        "test_items": scores["n"],
+    }
+    if task.kind == "image":
+        results["mean_image_psnr"] = mean_image_psnr(train_set, test_set)
+        figure = write_image_samples(task, model, test_set, device, run_dir / "samples.png",
+                                     config.train.figure_images)
+    else:
+        figure = task.write_samples(model, test_set, device, run_dir)
+    results["figure"] = str(figure)
+    write_json(run_dir / "results.json", results)
+    return results
+
+
+def evaluate_checkpoint(checkpoint_path: str | Path, split: str = "test", device: str = "auto",
+                        max_items: int | None = None, out_dir: str | Path | None = None,
+                        overrides: list[str] | None = None) -> dict:
+    """Load a checkpoint (weights-only) and score it on ``split`` of its own dataset."""
+    from .config import config_from_dict, config_to_dict, parse_overrides, _merge
+    from .data import build_dataset
+    from .tasks import build_task
+    from .train import load_model_from_checkpoint
+
+    device = resolve_device(device)
+    model, config, checkpoint = load_model_from_checkpoint(checkpoint_path, device)
+    if overrides:
+        config = config_from_dict(_merge(config_to_dict(config), parse_overrides(overrides)))
+    task = build_task(config)
+    dataset = build_dataset(config, split)
+    out_dir = Path(out_dir) if out_dir else Path(checkpoint_path).parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scores = evaluate_split(task, model, dataset, device, max_items, config.train.batch_size, progress=True)
+    results = {"checkpoint": str(checkpoint_path), "split": split, "step": checkpoint["step"],
+               "psnr_mean": scores["psnr_mean"], "psnr_std": scores["psnr_std"], "n": scores["n"]}
+    if task.kind == "image":
+        figure = write_image_samples(task, model, dataset, device, out_dir / f"samples_{split}.png",
+                                     config.train.figure_images)
+    else:
+        figure = task.write_samples(model, dataset, device, out_dir)
+    results["figure"] = str(figure)
+    write_json(out_dir / f"evaluation_{split}.json", results)
+    return results
+
+
+def format_psnr(mean: float, std: float) -> str:
+    return f"{mean:.2f} ± {std:.2f} dB" if math.isfinite(std) else f"{mean:.2f} dB"

@@ -1,0 +1,127 @@
+"""Hyponets: the INRs whose weights a meta-learner writes.
+
+A hyponet owns no parameters. It is a recipe — an input encoding, the shapes of
+its linear layers, and an output transform — evaluated with a weight set handed
+to it, so one call runs B different INRs, one per signal in the batch.
+
+Weights come as a list with one tensor per layer, each (B, in_l + 1, out_l): the
+bias folded in as the last row, as in DESIGN.md §1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class FourierFeatures(nn.Module):
+    """``[cos(π x w_k), sin(π x w_k)]`` per coordinate, ``w_k`` log-spaced in [1, σ].
+
+    ``n_features`` counts all outputs: ``in_dim`` coordinates × 2 × frequencies.
+    """
+
+    def __init__(self, in_dim: int, n_features: int, sigma: float):
+        super().__init__()
+        if n_features % (2 * in_dim):
+            raise ValueError(f"n_features {n_features} must be a multiple of 2 × in_dim {in_dim}")
+        n_freq = n_features // (2 * in_dim)
+        freqs = torch.exp(torch.linspace(0.0, math.log(sigma), n_freq)) * math.pi
+        self.register_buffer("freqs", freqs, persistent=False)
+        self.out_dim = n_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (..., in_dim) → (..., n_features)."""
+        angles = (x.unsqueeze(-1) * self.freqs).flatten(-2)  # (..., in_dim · n_freq)
+        return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+def run_mlp(x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+    """Batched MLP with ReLU between layers and none after the last.
+
+    x: (B, N, in_0); weights[l]: (B, in_l + 1, out_l) → (B, N, out_last).
+    """
+    last = len(weights) - 1
+    for index, weight in enumerate(weights):
+        # baddbmm fuses ``bias + x @ W`` into one kernel.
+        x = torch.baddbmm(weight[:, -1:, :], x, weight[:, :-1, :])
+        if index < last:
+            x = F.relu(x)
+    return x
+
+
+class MLPHyponet(nn.Module):
+    """Fourier-feature MLP with a configurable output transform.
+
+    Subclasses choose the input size and ``transform_output``.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, depth: int, width: int, pe_dim: int, pe_sigma: float,
+                 extra_features: int = 0):
+        super().__init__()
+        if depth < 1:
+            raise ValueError("a hyponet needs at least one layer")
+        self.in_dim = in_dim
+        self.out_dim = out_dim
+        self.encoding = FourierFeatures(in_dim, pe_dim, pe_sigma)
+        sizes = [pe_dim + extra_features] + [width] * (depth - 1) + [out_dim]
+        self.layer_shapes: list[tuple[int, int]] = [
+            (fan_in + 1, fan_out) for fan_in, fan_out in zip(sizes[:-1], sizes[1:])
+        ]
+
+    def encode(self, coords: torch.Tensor, **extra) -> torch.Tensor:
+        return self.encoding(coords)
+
+    def transform_output(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def forward(self, coords: torch.Tensor, weights: list[torch.Tensor], **extra) -> torch.Tensor:
+        """coords: (B, ..., in_dim); weights: per layer (B, in+1, out) → (B, ..., out_dim)."""
+        batch, *spatial, _ = coords.shape
+        features = self.encode(coords.reshape(batch, -1, self.in_dim), **extra)
+        out = run_mlp(features, weights)
+        return self.transform_output(out).view(batch, *spatial, -1)
+
+
+class ImageHyponet(MLPHyponet):
+    """(x, y) ∈ [-1, 1]² → RGB. DESIGN.md: 5 layers × 256, pe_dim 128, output + 0.5."""
+
+    def __init__(self, depth: int = 5, width: int = 256, pe_dim: int = 128, pe_sigma: float = 1024.0,
+                 out_bias: float = 0.5, channels: int = 3):
+        super().__init__(2, channels, depth, width, pe_dim, pe_sigma)
+        self.out_bias = out_bias
+
+    def transform_output(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.out_bias
+
+
+class NeRFHyponet(MLPHyponet):
+    """Point (x, y, z) [+ view direction] → (rgb ∈ [0,1]³, density ≥ 0).
+
+    DESIGN.md: 6 layers × 256, positional encoding with frequencies 2^0 … 2^8.
+    View directions, when used, are Fourier-encoded too and joined to the point's
+    features at the input (the output stays one MLP so the weight tokens see one
+    plain stack of layers).
+    """
+
+    def __init__(self, depth: int = 6, width: int = 256, pe_dim: int = 120, pe_sigma: float = 256.0,
+                 use_viewdirs: bool = False, viewdir_pe_dim: int = 24):
+        super().__init__(3, 4, depth, width, pe_dim, pe_sigma,
+                         extra_features=viewdir_pe_dim if use_viewdirs else 0)
+        self.use_viewdirs = use_viewdirs
+        if use_viewdirs:
+            self.viewdir_encoding = FourierFeatures(3, viewdir_pe_dim, 8.0)
+
+    def encode(self, coords: torch.Tensor, viewdirs: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.encoding(coords)
+        if not self.use_viewdirs:
+            return features
+        if viewdirs is None:
+            raise ValueError("this NeRF hyponet was built with use_viewdirs=True: pass viewdirs")
+        dirs = F.normalize(viewdirs.reshape(coords.shape), dim=-1)
+        return torch.cat([features, self.viewdir_encoding(dirs)], dim=-1)
+
+    def transform_output(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.sigmoid(x[..., :3]), F.relu(x[..., 3:])], dim=-1)

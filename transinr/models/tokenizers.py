@@ -1,0 +1,73 @@
+"""Data tokenizers: turn observations into a sequence of ``dim``-wide tokens."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Split images into non-overlapping square patches.
+
+    x: (B, C, H, W) with H and W divisible by ``patch_size``.
+    Returns (B, (H/p)·(W/p), p·p·C), patches in row-major order, each flattened as
+    (row, column, channel).
+    """
+    batch, channels, height, width = x.shape
+    p = patch_size
+    x = x.view(batch, channels, height // p, p, width // p, p)
+    x = x.permute(0, 2, 4, 3, 5, 1)  # (B, h, w, p, p, C)
+    return x.reshape(batch, (height // p) * (width // p), p * p * channels)
+
+
+class ImageTokenizer(nn.Module):
+    """Image → patch tokens, as in ViT but with an optional zero border.
+
+    The border lets sizes that are not a multiple of the patch split evenly
+    (178 px + 1 px on each side = 20 patches of 9 px).
+    """
+
+    def __init__(self, image_size: int, patch_size: int, dim: int, padding: int = 0, channels: int = 3):
+        super().__init__()
+        padded = image_size + 2 * padding
+        if padded % patch_size:
+            raise ValueError(
+                f"image size {image_size} + 2×padding {padding} = {padded} is not divisible "
+                f"by patch_size {patch_size}; choose a padding that makes it so"
+            )
+        self.patch_size = patch_size
+        self.padding = padding
+        self.grid_shape = (padded // patch_size, padded // patch_size)
+        self.n_tokens = self.grid_shape[0] * self.grid_shape[1]
+        self.project = nn.Linear(patch_size * patch_size * channels, dim)
+        self.position = nn.Parameter(torch.randn(1, self.n_tokens, dim) * 0.02)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images: (B, C, H, W) → tokens (B, n_tokens, dim)."""
+        if self.padding:
+            images = F.pad(images, [self.padding] * 4)
+        return self.project(patchify(images, self.patch_size)) + self.position
+
+
+class ViewsTokenizer(nn.Module):
+    """Posed views → tokens: per pixel RGB ‖ ray origin ‖ ray direction (9 channels).
+
+    Each view is patchified on its own; the tokens of all views are concatenated,
+    so a model trained on one view can be given two. Every view shares the same
+    learned positional embedding (pose is already in the ray channels).
+    """
+
+    def __init__(self, image_size: int, patch_size: int, dim: int, padding: int = 0):
+        super().__init__()
+        self.image = ImageTokenizer(image_size, patch_size, dim, padding, channels=9)
+        self.grid_shape = self.image.grid_shape
+        self.tokens_per_view = self.image.n_tokens
+
+    def forward(self, rgb: torch.Tensor, rays_o: torch.Tensor, rays_d: torch.Tensor) -> torch.Tensor:
+        """rgb (B, V, 3, H, W), rays_o / rays_d (B, V, H, W, 3) → tokens (B, V·n, dim)."""
+        batch, n_views = rgb.shape[:2]
+        rays = torch.cat([rays_o, rays_d], dim=-1).permute(0, 1, 4, 2, 3)  # (B, V, 6, H, W)
+        pixels = torch.cat([rgb, rays], dim=2).flatten(0, 1)  # (B·V, 9, H, W)
+        tokens = self.image(pixels)  # (B·V, n, dim)
+        return tokens.view(batch, n_views * self.tokens_per_view, -1)

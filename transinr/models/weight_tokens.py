@@ -1,0 +1,102 @@
+"""Weight tokens: how a Transformer's output tokens become an INR's weights.
+
+This is the one implementation of the mechanism; Trans-INR uses it for image
+hyponets and NeRF hyponets alike (and the instance-pattern variant for a subset
+of layers).
+
+For hyponet layer l with weight W_l of shape (in_l + 1, out_l):
+  * g_l = min(G, out_l) learned tokens enter the Transformer;
+  * each output token goes through LayerNorm + Linear(dim → in_l), giving u_k;
+  * column j of the weight part is ``normalize(W̄_l[:in_l, j] ⊙ u_{group(j)})``
+    (L2 over the input dimension), columns split evenly over the g_l groups;
+  * the bias row is the learned base bias, shared by every instance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def linear_init(fan_in: int, fan_out: int) -> torch.Tensor:
+    """A (fan_in + 1, fan_out) weight with its bias row, initialised as nn.Linear does."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return torch.empty(fan_in + 1, fan_out).uniform_(-bound, bound)
+
+
+def modulate_columns(base: torch.Tensor, group_vectors: torch.Tensor) -> torch.Tensor:
+    """Build one layer's weights from its base matrix and per-group vectors.
+
+    base: (in + 1, out), the learned base weight with its bias row last.
+    group_vectors: (B, g, in), one vector per column group; ``out`` must divide by g.
+    Returns (B, in + 1, out): normalised modulated columns, base bias row.
+    """
+    fan_in = base.shape[0] - 1
+    batch, n_groups, _ = group_vectors.shape
+    columns_per_group = base.shape[1] // n_groups
+    scale = group_vectors.repeat_interleave(columns_per_group, dim=1).transpose(1, 2)  # (B, in, out)
+    weight = F.normalize(base[:fan_in] * scale, dim=1)
+    bias = base[fan_in:].expand(batch, 1, -1)
+    return torch.cat([weight, bias], dim=1)
+
+
+class WeightTokens(nn.Module):
+    """Learned initial weight tokens, base weights, and the heads that decode them.
+
+    layer_shapes: the hyponet's (in_l + 1, out_l) per layer.
+    n_groups: G, the most tokens any one layer gets (a layer gets min(G, out_l)).
+    generated_layers: indices of the layers whose weights come from tokens; the
+      others use their base weights for every instance (all layers by default).
+    """
+
+    def __init__(self, layer_shapes, n_groups: int, dim: int, generated_layers=None):
+        super().__init__()
+        self.layer_shapes = [tuple(shape) for shape in layer_shapes]
+        if generated_layers is None:
+            generated_layers = range(len(self.layer_shapes))
+        self.generated_layers = sorted(set(generated_layers))
+        self.base = nn.ParameterList(nn.Parameter(linear_init(i - 1, o)) for i, o in self.layer_shapes)
+        self.groups: dict[int, int] = {}
+        for layer in self.generated_layers:
+            fan_out = self.layer_shapes[layer][1]
+            groups = min(n_groups, fan_out)
+            if fan_out % groups:
+                raise ValueError(
+                    f"hyponet layer {layer} has {fan_out} output columns, which do not split "
+                    f"evenly into {groups} weight groups; choose n_groups dividing {fan_out}"
+                )
+            self.groups[layer] = groups
+        self.n_tokens = sum(self.groups.values())
+        self.tokens = nn.Parameter(torch.randn(self.n_tokens, dim) * 0.02)
+        self.heads = nn.ModuleDict({
+            str(layer): nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, self.layer_shapes[layer][0] - 1))
+            for layer in self.generated_layers
+        })
+
+    def token_slices(self) -> dict[int, slice]:
+        """Which positions of the weight-token block belong to each generated layer."""
+        slices, start = {}, 0
+        for layer in self.generated_layers:
+            slices[layer] = slice(start, start + self.groups[layer])
+            start += self.groups[layer]
+        return slices
+
+    def initial(self, batch: int) -> torch.Tensor:
+        """The learned initial tokens φ_0, (B, n_tokens, dim)."""
+        return self.tokens.unsqueeze(0).expand(batch, -1, -1)
+
+    def decode(self, tokens: torch.Tensor) -> list[torch.Tensor]:
+        """tokens: (B, n_tokens, dim) → weights, per layer (B, in_l + 1, out_l)."""
+        batch = tokens.shape[0]
+        slices = self.token_slices()
+        weights = []
+        for layer, base in enumerate(self.base):
+            if layer in slices:
+                vectors = self.heads[str(layer)](tokens[:, slices[layer]])  # (B, g, in)
+                weights.append(modulate_columns(base, vectors))
+            else:
+                weights.append(base.unsqueeze(0).expand(batch, -1, -1))
+        return weights

@@ -1,0 +1,266 @@
+"""Meta-training: one loop for every task and model.
+
+A run lives in one folder: ``config.yaml``, ``environment.json``, ``metrics.jsonl``
+(one JSON object a line), ``checkpoint.pt`` (the latest, written atomically) and,
+at the end, ``results.json`` and ``samples.png``. Running ``train`` again on the same
+folder resumes from the checkpoint: model, optimiser, step, RNG states and the
+position in the epoch's sample order are all restored, so an interrupted run
+continues exactly as if it had not stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointError, atomic_save, load_state_strict, rng_state, safe_load, set_rng_state
+from .config import Config, config_from_dict, config_to_dict
+from .models import build_model
+from .runtime import environment_record, resolve_device, seed_everything, write_json
+from .tasks import build_task
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = "transinr-checkpoint-v1"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the run stops, checkpoints kept."""
+
+
+class EpochSampler(Sampler):
+    """A fresh permutation per epoch from (seed, epoch), optionally starting mid-way.
+
+    The order depends on nothing but the seed and the epoch number, so a resumed run
+    can skip exactly the batches it had already seen.
+    """
+
+    def __init__(self, size: int, seed: int, epoch: int, start: int = 0):
+        self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
+
+    def order(self) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return torch.randperm(self.size, generator=generator).tolist()
+
+    def __iter__(self):
+        return iter(self.order()[self.start:])
+
+    def __len__(self) -> int:
+        return self.size - self.start
+
+
+def learning_rate(step: int, total_steps: int, config) -> float:
+    """Linear warm-up, then the paper's schedule: ×factor after ``lr_decay_at`` of the steps."""
+    t = config.train
+    lr = t.lr
+    if t.warmup_steps and step < t.warmup_steps:
+        lr *= (step + 1) / t.warmup_steps
+    if step >= int(t.lr_decay_at * total_steps):
+        lr *= t.lr_decay_factor
+    return lr
+
+
+@dataclass
+class Plan:
+    steps_per_epoch: int
+    total_steps: int
+
+
+def plan_steps(config: Config, train_size: int) -> Plan:
+    batch = config.train.batch_size
+    if train_size < batch:
+        raise ValueError(f"the training set has {train_size} items, fewer than one batch of {batch}")
+    per_epoch = train_size // batch
+    if config.train.max_images is not None:
+        total = math.ceil(config.train.max_images / batch)
+    else:
+        total = max(1, round(config.train.epochs * per_epoch))
+    return Plan(per_epoch, total)
+
+
+# Parts of the config that may change between a run and its resumption.
+RESUMABLE_CHANGES = {"device", "num_workers", "log_every", "checkpoint_every", "eval_every",
+                     "eval_images", "figure_images"}
+
+
+def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    differences = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differences += _config_differences(a, b, f"{prefix}{key}.")
+        elif a != b and key not in RESUMABLE_CHANGES:
+            differences.append(f"{prefix}{key}: {a!r} → {b!r}")
+    return differences
+
+
+class MetricsLog:
+    """Append-only JSON-lines metrics; on resume, lines past the checkpoint are dropped."""
+
+    def __init__(self, path: Path, resume_step: int | None, enabled: bool = True):
+        self.path, self.enabled = path, enabled
+        if enabled and resume_step is not None and path.exists():
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, record: dict) -> None:
+        if self.enabled:
+            with self.path.open("a") as file:
+                file.write(json.dumps(record) + "\n")
+
+
+def build_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+
+
+def checkpoint_payload(model, optimizer, config, step, epoch, elapsed, image_size, metrics) -> dict:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "epoch": epoch,
+        "elapsed_seconds": elapsed,
+        "lr_schedule": {"base_lr": config.train.lr, "decay_at": config.train.lr_decay_at,
+                        "decay_factor": config.train.lr_decay_factor,
+                        "warmup_steps": config.train.warmup_steps},
+        "rng": rng_state(),
+        "config": config_to_dict(config),
+        "image_size": image_size,
+        "metrics": metrics,
+    }
+
+
+def load_model_from_checkpoint(path: str | Path, device="cpu"):
+    """(model, config, checkpoint dict) from a checkpoint, loaded weights-only."""
+    checkpoint = safe_load(path)
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a transinr checkpoint (format {checkpoint.get('format')!r})")
+    config = config_from_dict(checkpoint["config"], where=f"{path} config")
+    model = build_model(config, checkpoint["image_size"])
+    load_state_strict(model, checkpoint["model"], str(path))
+    return model.to(device), config, checkpoint
+
+
+def train(config: Config, run_dir: str | Path, device: str | None = None, progress: bool = True,
+          evaluate_at_end: bool = True) -> dict:
+    """Meta-train ``config`` in ``run_dir`` (resuming if it holds a checkpoint).
+
+    Returns the final results dict (also written to ``results.json``).
+    """
+    from .evaluate import evaluate_run_end, evaluate_split
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(device or config.train.device)
+    checkpoint_path = run_dir / CHECKPOINT_NAME
+
+    seed_everything(config.train.seed)
+    task = build_task(config)
+    train_set, test_set = task.datasets()
+    image_size = task.image_size(train_set)
+    model = build_model(config, image_size).to(device)
+    optimizer = build_optimizer(model, config)
+    plan = plan_steps(config, len(train_set))
+
+    step, elapsed, resume_step = 0, 0.0, None
+    if checkpoint_path.exists():
+        checkpoint = safe_load(checkpoint_path)
+        differences = _config_differences(checkpoint["config"], config_to_dict(config))
+        if differences:
+            raise CheckpointError(
+                f"{run_dir} holds a run with another config ({'; '.join(differences)}); "
+                f"use a new --run-dir, or delete {checkpoint_path} to start over"
+            )
+        load_state_strict(model, checkpoint["model"], str(checkpoint_path))
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        set_rng_state(checkpoint["rng"])
+        step, elapsed, resume_step = checkpoint["step"], checkpoint["elapsed_seconds"], checkpoint["step"]
+        print(f"resuming {run_dir} from step {step}/{plan.total_steps}")
+    else:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+        write_json(run_dir / "environment.json", environment_record(device))
+
+    log = MetricsLog(run_dir / "metrics.jsonl", resume_step)
+    if config.train.compile:
+        step_model = torch.compile(model)
+    else:
+        step_model = model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.train.amp == "bf16"
+                              and device.type == "cuda")
+
+    def save(epoch: int, metrics: dict) -> None:
+        atomic_save(checkpoint_payload(model, optimizer, config, step, epoch, elapsed, image_size,
+                                       metrics), checkpoint_path)
+
+    bar = tqdm(total=plan.total_steps, initial=step, disable=not progress, desc=config.name,
+               unit="step", dynamic_ncols=True)
+    running_psnr, last_metrics = None, {}
+    model.train()
+    while step < plan.total_steps:
+        epoch, offset = divmod(step, plan.steps_per_epoch)
+        sampler = EpochSampler(len(train_set), config.train.seed, epoch,
+                               start=offset * config.train.batch_size)
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
+        loader = DataLoader(train_set, batch_size=config.train.batch_size, sampler=sampler,
+                            drop_last=True, num_workers=config.data.num_workers,
+                            pin_memory=device.type == "cuda")
+        for batch in loader:
+            started = time.perf_counter()
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, plan.total_steps, config)
+            batch = task.to_device(batch, device)
+            with autocast:
+                loss, batch_psnr = task.training_loss(step_model, batch, epoch)
+            if not torch.isfinite(loss):
+                bar.close()
+                kept = (f"the last good checkpoint ({checkpoint_path}, step "
+                        f"{safe_load(checkpoint_path)['step']}) is kept"
+                        if checkpoint_path.exists() else "no checkpoint had been written yet")
+                raise NonFiniteLossError(
+                    f"loss became {loss.item()} at step {step + 1} (epoch {epoch}); training "
+                    f"stopped and {kept}. Try a lower train.lr or set train.grad_clip."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.train.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+            optimizer.step()
+            step += 1
+            elapsed += time.perf_counter() - started
+            running_psnr = batch_psnr if running_psnr is None else 0.9 * running_psnr + 0.1 * batch_psnr
+            bar.update(1)
+            bar.set_postfix(psnr=f"{running_psnr:.2f}", lr=f"{optimizer.param_groups[0]['lr']:.1e}")
+            if step % config.train.log_every == 0 or step == plan.total_steps:
+                last_metrics = {"step": step, "epoch": epoch, "images_seen": step * config.train.batch_size,
+                                "loss": loss.item(), "train_psnr": batch_psnr,
+                                "lr": optimizer.param_groups[0]["lr"], "train_seconds": round(elapsed, 3)}
+                log.write(last_metrics)
+            if config.train.eval_every and step % config.train.eval_every == 0 and step < plan.total_steps:
+                scores = evaluate_split(task, model, test_set, device, config.train.eval_images,
+                                        config.train.batch_size)
+                model.train()
+                log.write({"step": step, "split": "test", "psnr": scores["psnr_mean"],
+                           "train_seconds": round(elapsed, 3)})
+                bar.write(f"step {step}: held-out PSNR {scores['psnr_mean']:.2f} dB")
+            if step % config.train.checkpoint_every == 0 or step == plan.total_steps:
+                save(epoch, last_metrics)
+            if step >= plan.total_steps:
+                break
+    bar.close()
+    if not evaluate_at_end:
+        return {"step": step, "train_seconds": elapsed}
+    results = evaluate_run_end(task, model, train_set, test_set, device, config, run_dir,
+                               train_seconds=elapsed, steps=step)
+    log.write({"step": step, "split": "test", "psnr": results["test_psnr_mean"],
+               "train_seconds": round(elapsed, 3)})
+    return results
