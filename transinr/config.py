@@ -130,12 +130,13 @@ def _build(cls, values: dict, where: str):
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(repr(u) for u in unknown)} for {cls.__name__}; "
+            f"{where or 'top level'}: unknown key(s) {', '.join(repr(u) for u in unknown)} for {cls.__name__}; "
             f"known keys: {', '.join(sorted(known))}"
         )
     kwargs = {}
     for name, value in values.items():
         hint = hints[name]
+        value = _number_from_string(value, hint)
         if dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value, f"{where}.{name}" if where else name)
             continue
@@ -148,6 +149,17 @@ def _build(cls, values: dict, where: str):
             value = float(value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _number_from_string(value, hint):
+    """YAML 1.1 reads ``3e-4`` (no dot) as a string; take it as the number it is."""
+    accepts_float = hint is float or float in typing.get_args(hint)
+    if isinstance(value, str) and accepts_float:
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _describe(annotation) -> str:
