@@ -35,17 +35,9 @@ def _evaluate(args) -> None:
     print(f"figure: {results['figure']}")
 
 
-def _forward_to(module_name: str):
-    """Commands implemented by a module's own ``cli_main(argv)``."""
-    def run(args) -> None:
-        import importlib
-
-        importlib.import_module(module_name).cli_main(args.rest)
-    return run
-
-
 EXTERNAL_COMMANDS = {
     "render-meshes": ("transinr.data.mesh_views", "render a folder of OBJ/GLB/PLY meshes to learnit-format views"),
+    "build-emoji": ("transinr.data.build_emoji", "rebuild the shipped 64 px emoji file, or the full-size cache"),
     "build-3d": ("transinr.data.procedural_shapes", "build the embedded procedural 3D set (chairs, cars, lamps)"),
 }
 
@@ -72,22 +64,39 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=_evaluate)
 
     for name, (module, help_text) in EXTERNAL_COMMANDS.items():
-        sub = commands.add_parser(name, help=help_text, add_help=False)
-        sub.add_argument("rest", nargs=argparse.REMAINDER)
-        sub.set_defaults(run=_forward_to(module))
+        # Listed for --help; ``main`` hands their arguments to the module's cli_main.
+        commands.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in EXTERNAL_COMMANDS:
+        # These commands own their whole argument list, --help included.
+        import importlib
+
+        importlib.import_module(EXTERNAL_COMMANDS[argv[0]][0]).cli_main(argv[1:])
+        return
     args = build_parser().parse_args(argv)
     from .checkpoint import CheckpointError
     from .config import ConfigError
+    from .data.errors import TooManyCorruptImagesError
+    from .train import NonFiniteLossError
 
+    # Bad input (config, checkpoint, data; a missing dataset is a FileNotFoundError) is
+    # one line and exit status 2; a run stopped by a non-finite loss is status 1.
     try:
         args.run(args)
-    except (ConfigError, CheckpointError) as error:
+    except (ConfigError, CheckpointError, FileNotFoundError, TooManyCorruptImagesError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except NonFiniteLossError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command again to resume from the last checkpoint",
+              file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

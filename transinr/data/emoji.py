@@ -4,7 +4,7 @@ Where the pixels come from
     Google's Noto Color Emoji artwork (Apache-2.0, see ``assets/NOTO_EMOJI_LICENSE.txt``):
     the 128 x 128 bitmaps embedded in Debian's ``fonts-noto-color-emoji`` font. The font
     stores each glyph as a 136 x 128 bitmap whose 4 px left and right margins are always
-    transparent; they are cropped away (losslessly: ``scripts/build_emoji.py`` checks it),
+    transparent; they are cropped away (losslessly: ``transinr/data/build_emoji.py`` checks it),
     which leaves the square 128 px artwork. Which emoji exist, their names, categories and
     skin-tone variants come from ``emoji.json`` of the npm package ``emoji-datasource-google``.
 
@@ -19,7 +19,7 @@ Resolutions
       whole set (exact area averaging, pixel-identical to Pillow's ``Image.reduce(2)``:
       no ringing, no blur beyond the pixel footprint).
     * ``"full"`` (or ``128``): the 128 px artwork. It is not shipped (12.5 MB compressed,
-      185 MB in memory); ``python scripts/build_emoji.py full`` renders it from the installed font
+      185 MB in memory); ``python -m transinr build-emoji full`` renders it from the installed font
       into :func:`full_cache_path` (``$TRANSINR_DATA/emoji_full.npz`` or
       ``~/.cache/transinr/emoji_full.npz``).
 
@@ -136,7 +136,7 @@ def _read_shipped(path: str) -> dict[str, np.ndarray]:
         raise DatasetNotFoundError(
             f"the embedded emoji array {file} is missing. It ships inside the transinr "
             "package (package data 'data/assets/*'); reinstall with `pip install -e .`, or "
-            "rebuild it from a checkout with `python scripts/build_emoji.py shipped`."
+            "rebuild it from a checkout with `python -m transinr build-emoji shipped`."
         )
     with np.load(file, allow_pickle=False) as archive:
         arrays = {key: archive[key] for key in archive.files}
@@ -180,7 +180,7 @@ def _read_full(path: str, shipped: str) -> np.ndarray:
             f"full-resolution emoji array not found at {file}. It is not shipped (too large); "
             "build it once from a checkout of the repository:\n"
             "    sudo apt-get install fonts-noto-color-emoji   # Debian/Ubuntu: the font\n"
-            "    python scripts/build_emoji.py full            # writes the file above\n"
+            "    python -m transinr build-emoji full            # writes the file above\n"
             "Set TRANSINR_DATA=/some/folder (or pass root=...) to keep it elsewhere. "
             f"Expected layout: {FULL_FILENAME} holding 'images' uint8 "
             f"(N, {FULL_RESOLUTION}, {FULL_RESOLUTION}, 3) and 'unified' (N,) matching the shipped set."
@@ -198,7 +198,7 @@ def _read_full(path: str, shipped: str) -> np.ndarray:
         raise ValueError(
             f"{file} was built for a different emoji index than the shipped "
             f"{Path(shipped).name} ({len(unified)} vs {len(expected)} images); "
-            "rebuild it with `python scripts/build_emoji.py full`."
+            "rebuild it with `python -m transinr build-emoji full`."
         )
     return images
 
@@ -214,7 +214,7 @@ def load_emoji_array(split: str = "train", resolution: int | str = 32,
     """The images of one split as ``uint8`` ``(N, H, W, 3)`` on a white background.
 
     ``resolution``: 32, 64 or "full" (128 px, needs the cache built by
-    ``scripts/build_emoji.py full``; ``root`` is the folder holding it).
+    ``python -m transinr build-emoji full``; ``root`` is the folder holding it).
     """
     _check_split(split)
     key = _resolution_key(resolution)

@@ -7,7 +7,7 @@ Two products, both deterministic (same inputs -> byte-identical files):
 
                  sudo apt-get install fonts-noto-color-emoji          # Debian 12: 2.042
                  (cd /tmp && npm install emoji-datasource-google@16.0.0)
-                 python scripts/build_emoji.py shipped \\
+                 python -m transinr build-emoji shipped \\
                      --emoji-json /tmp/node_modules/emoji-datasource-google/emoji.json
 
 ``full``     the 128 px artwork of exactly the shipped emoji, into the cache that
@@ -15,7 +15,7 @@ Two products, both deterministic (same inputs -> byte-identical files):
              or ``~/.cache/transinr/emoji_full.npz``). Needs only the font:
 
                  sudo apt-get install fonts-noto-color-emoji
-                 python scripts/build_emoji.py full
+                 python -m transinr build-emoji full
 
 How an image is made: the font's embedded 136 x 128 colour bitmap of the emoji
 (Pillow, size 109, ``embedded_color=True``, Raqm layout so that ZWJ sequences, flags and
@@ -312,7 +312,7 @@ def build_full(font_path: Path, output: Path) -> None:
     report(output)
 
 
-def main(argv: list[str] | None = None) -> None:
+def cli_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--font", type=Path, default=DEFAULT_FONT,

@@ -1,0 +1,366 @@
+"""Procedural chairs, cars and lamps: the embedded 3D dataset (no download).
+
+Each object is a union of trimesh primitives (boxes, cylinders, spheres, capsules,
+frusta) whose proportions, part styles and colours are drawn from a seeded numpy
+generator, so object ``k`` of a category is the same on every machine. Shapes are
+built z-up in metres and rendered with :mod:`transinr.data.mesh_views` into the
+learnit layout (``<root>/<category>_splits.json``, ``<root>/<category>/<id>/``),
+which :class:`transinr.data.learnit.LearnitShapeNet` reads.
+
+Default location: ``$TRANSINR_DATA/shapes3d/<resolution>px`` with ``TRANSINR_DATA``
+defaulting to ``~/.cache/transinr``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import colorsys
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from transinr.data.mesh_views import (
+    BLENDER_CAMERA_ANGLE_X,
+    _trimesh,
+    normalise_to_unit_sphere,
+    scene_to_arrays,
+    write_object_views,
+    write_split_file,
+)
+
+CATEGORIES = ("chair", "car", "lamp")
+DEFAULT_OBJECTS_PER_CATEGORY = 100
+DEFAULT_VIEWS = 50
+
+
+# -- colours and primitives ---------------------------------------------------------
+
+
+def random_colour(rng: np.random.Generator, saturation=(0.35, 0.9), value=(0.45, 0.95)) -> np.ndarray:
+    """An RGBA uint8 colour with a uniform hue."""
+    rgb = colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(*saturation), rng.uniform(*value))
+    return np.array([*(round(255 * c) for c in rgb), 255], dtype=np.uint8)
+
+
+def material_colour(rng: np.random.Generator, kind: str) -> np.ndarray:
+    """Colours of typical materials: 'wood', 'metal', 'dark', 'glass', 'light'."""
+    ranges = {
+        "wood": ((0.05, 0.11), (0.45, 0.75), (0.35, 0.75)),
+        "metal": ((0.0, 1.0), (0.0, 0.08), (0.55, 0.85)),
+        "dark": ((0.0, 1.0), (0.0, 0.2), (0.08, 0.2)),
+        "glass": ((0.52, 0.62), (0.2, 0.45), (0.2, 0.4)),
+        "light": ((0.1, 0.17), (0.1, 0.4), (0.9, 1.0)),
+    }[kind]
+    h, s, v = (rng.uniform(*r) for r in ranges)
+    return np.array([*(round(255 * c) for c in colorsys.hsv_to_rgb(h, s, v)), 255], dtype=np.uint8)
+
+
+def _coloured(mesh, colour):
+    mesh.visual.face_colors = colour
+    return mesh
+
+
+def box(extents, centre, colour):
+    trimesh = _trimesh()
+    transform = np.eye(4)
+    transform[:3, 3] = centre
+    return _coloured(trimesh.creation.box(extents=extents, transform=transform), colour)
+
+
+def rod(start, end, radius, colour, sections=16):
+    """A cylinder between two points."""
+    trimesh = _trimesh()
+    return _coloured(trimesh.creation.cylinder(radius=radius, segment=[start, end], sections=sections), colour)
+
+
+def sphere(centre, radius, colour, subdivisions=2):
+    trimesh = _trimesh()
+    mesh = trimesh.creation.icosphere(subdivisions=subdivisions, radius=radius)
+    mesh.apply_translation(centre)
+    return _coloured(mesh, colour)
+
+
+def capsule(start, end, radius, colour):
+    """A capsule between two points (its axis)."""
+    trimesh = _trimesh()
+    start, end = np.asarray(start, float), np.asarray(end, float)
+    axis = end - start
+    length = float(np.linalg.norm(axis))
+    mesh = trimesh.creation.capsule(height=length, radius=radius, count=[12, 12])
+    # trimesh's capsule is centred on the origin along +z; turn +z onto the axis.
+    transform = trimesh.geometry.align_vectors([0, 0, 1], axis / length)
+    transform[:3, 3] = 0.5 * (start + end)
+    mesh.apply_transform(transform)
+    return _coloured(mesh, colour)
+
+
+def frustum(bottom_centre, bottom_radius, top_radius, height, colour, sections=24):
+    """A closed truncated cone along +z (a cone when one radius is ~0)."""
+    trimesh = _trimesh()
+    angles = np.linspace(0.0, 2 * np.pi, sections, endpoint=False)
+    ring = np.stack([np.cos(angles), np.sin(angles), np.zeros_like(angles)], axis=1)
+    points = np.concatenate([ring * max(bottom_radius, 1e-3), ring * max(top_radius, 1e-3) + [0, 0, height]])
+    mesh = trimesh.convex.convex_hull(points + np.asarray(bottom_centre, float))
+    return _coloured(mesh, colour)
+
+
+def prism(bottom_rect, top_rect, z_bottom, z_top, colour):
+    """Convex hull of two axis-aligned rectangles ``(x0, x1, y0, y1)`` at two heights."""
+    trimesh = _trimesh()
+    corners = []
+    for (x0, x1, y0, y1), z in ((bottom_rect, z_bottom), (top_rect, z_top)):
+        corners += [(x0, y0, z), (x1, y0, z), (x1, y1, z), (x0, y1, z)]
+    return _coloured(trimesh.convex.convex_hull(np.asarray(corners, float)), colour)
+
+
+# -- categories ---------------------------------------------------------------------
+
+
+def make_chair(rng: np.random.Generator) -> list:
+    width, depth = rng.uniform(0.4, 0.6), rng.uniform(0.38, 0.6)
+    seat_height, seat_thickness = rng.uniform(0.35, 0.5), rng.uniform(0.03, 0.09)
+    seat_colour = random_colour(rng)
+    frame_colour = material_colour(rng, rng.choice(["wood", "metal", "dark"])) if rng.uniform() < 0.7 else seat_colour
+    parts = [box((width, depth, seat_thickness), (0, 0, seat_height - seat_thickness / 2), seat_colour)]
+
+    leg_style = rng.choice(["round", "square", "splayed"])
+    leg_size = rng.uniform(0.015, 0.035)
+    inset = rng.uniform(0.02, 0.06)
+    leg_top = seat_height - seat_thickness
+    for sx in (-1, 1):
+        for sy in (-1, 1):
+            top = np.array([sx * (width / 2 - inset), sy * (depth / 2 - inset), leg_top])
+            if leg_style == "square":
+                parts.append(box((2 * leg_size, 2 * leg_size, leg_top), (top[0], top[1], leg_top / 2), frame_colour))
+            else:
+                splay = rng.uniform(0.03, 0.08) if leg_style == "splayed" else 0.0
+                bottom = top + np.array([sx * splay, sy * splay, -leg_top])
+                parts.append(rod(bottom, top, leg_size, frame_colour))
+
+    back_height = rng.uniform(0.3, 0.6)
+    back_thickness = rng.uniform(0.025, 0.06)
+    back_y = -depth / 2 + back_thickness / 2
+    back_style = rng.choice(["panel", "slats", "frame"])
+    back_colour = seat_colour if rng.uniform() < 0.7 else random_colour(rng)
+    z0 = seat_height
+    if back_style == "panel":
+        parts.append(box((width, back_thickness, back_height), (0, back_y, z0 + back_height / 2), back_colour))
+    else:
+        post = rng.uniform(0.02, 0.035)
+        for sx in (-1, 1):
+            parts.append(box((2 * post, back_thickness, back_height), (sx * (width / 2 - post), back_y, z0 + back_height / 2), frame_colour))
+        rail = rng.uniform(0.05, 0.12)
+        parts.append(box((width, back_thickness, rail), (0, back_y, z0 + back_height - rail / 2), back_colour))
+        if back_style == "slats":
+            n_slats = int(rng.integers(2, 6))
+            for x in np.linspace(-width / 2, width / 2, n_slats + 2)[1:-1]:
+                parts.append(box((rng.uniform(0.02, 0.05), back_thickness * 0.8, back_height - rail), (x, back_y, z0 + (back_height - rail) / 2), back_colour))
+        else:
+            parts.append(box((width, back_thickness, rail * 0.7), (0, back_y, z0 + back_height * 0.45), back_colour))
+
+    if rng.uniform() < 0.4:  # armrests on front supports
+        arm_height = rng.uniform(0.18, 0.26)
+        arm_width = rng.uniform(0.04, 0.07)
+        for sx in (-1, 1):
+            x = sx * (width / 2 - arm_width / 2)
+            parts.append(box((arm_width, depth * 0.9, 0.03), (x, 0, z0 + arm_height), frame_colour))
+            parts.append(rod((x, depth * 0.35, z0), (x, depth * 0.35, z0 + arm_height), 0.015, frame_colour))
+    return parts
+
+
+def make_car(rng: np.random.Generator) -> list:
+    length, width = rng.uniform(3.4, 4.8), rng.uniform(1.6, 1.95)
+    wheel_radius, wheel_width = rng.uniform(0.28, 0.4), rng.uniform(0.18, 0.3)
+    clearance = rng.uniform(0.12, 0.3)
+    body_height = rng.uniform(0.45, 0.8)
+    body_colour = random_colour(rng, saturation=(0.4, 1.0))
+    glass = material_colour(rng, "glass")
+    body_bottom, body_top = clearance + 0.1, clearance + 0.1 + body_height
+    parts = []
+    if rng.uniform() < 0.5:  # wedge nose: body narrower on top than at the bottom
+        nose = rng.uniform(0.1, 0.35)
+        parts.append(prism((-length / 2, length / 2, -width / 2, width / 2),
+                           (-length / 2, length / 2 - nose, -width / 2 * 0.95, width / 2 * 0.95),
+                           body_bottom, body_top, body_colour))
+    else:
+        parts.append(box((length, width, body_height), (0, 0, (body_bottom + body_top) / 2), body_colour))
+
+    cabin_length = rng.uniform(0.4, 0.6) * length
+    cabin_height = rng.uniform(0.35, 0.6)
+    cabin_shift = rng.uniform(-0.15, 0.05) * length
+    slope_front, slope_back = rng.uniform(0.1, 0.5), rng.uniform(0.0, 0.4)
+    cabin_width = width * rng.uniform(0.82, 0.95)
+    x0, x1 = cabin_shift - cabin_length / 2, cabin_shift + cabin_length / 2
+    cabin_colour = glass if rng.uniform() < 0.7 else body_colour
+    parts.append(prism((x0, x1, -cabin_width / 2, cabin_width / 2),
+                       (x0 + slope_back * cabin_length * 0.5, x1 - slope_front * cabin_length * 0.5,
+                        -cabin_width / 2 * 0.92, cabin_width / 2 * 0.92),
+                       body_top, body_top + cabin_height, cabin_colour))
+
+    tyre = material_colour(rng, "dark")
+    axle = length / 2 - rng.uniform(0.55, 0.9)
+    for sx in (-1, 1):
+        for sy in (-1, 1):
+            y_out = sy * (width / 2 - wheel_width / 2 + 0.03)
+            start = (sx * axle, y_out - wheel_width / 2, wheel_radius)
+            end = (sx * axle, y_out + wheel_width / 2, wheel_radius)
+            parts.append(rod(start, end, wheel_radius, tyre, sections=20))
+    light_colour = material_colour(rng, "light")
+    for sy in (-1, 1):
+        parts.append(sphere((length / 2 - 0.02, sy * width * 0.33, body_top - 0.12), 0.09, light_colour, subdivisions=1))
+    if rng.uniform() < 0.3:  # rear spoiler
+        parts.append(box((0.25, width * 0.9, 0.05), (-length / 2 + 0.15, 0, body_top + 0.2), body_colour))
+        for sy in (-1, 1):
+            parts.append(box((0.08, 0.06, 0.2), (-length / 2 + 0.15, sy * width * 0.3, body_top + 0.1), body_colour))
+    return parts
+
+
+def make_lamp(rng: np.random.Generator) -> list:
+    metal = material_colour(rng, rng.choice(["metal", "dark", "wood"]))
+    shade_colour = random_colour(rng, saturation=(0.1, 0.7), value=(0.6, 1.0))
+    floor_lamp = rng.uniform() < 0.5
+    height = rng.uniform(1.2, 1.8) if floor_lamp else rng.uniform(0.35, 0.7)
+    base_radius = rng.uniform(0.12, 0.22) if floor_lamp else rng.uniform(0.07, 0.14)
+    base_height = rng.uniform(0.02, 0.06)
+    base_style = rng.choice(["disc", "square", "dome"])
+    if base_style == "disc":
+        parts = [rod((0, 0, 0), (0, 0, base_height), base_radius, metal, sections=24)]
+    elif base_style == "square":
+        parts = [box((2 * base_radius * 0.85, 2 * base_radius * 0.85, base_height), (0, 0, base_height / 2), metal)]
+    else:
+        parts = [frustum((0, 0, 0), base_radius, base_radius * 0.3, base_height * 2.5, metal)]
+    pole_radius = rng.uniform(0.008, 0.02) * (1.5 if floor_lamp else 1.0)
+
+    bent = (not floor_lamp) and rng.uniform() < 0.5
+    if bent:  # desk lamp: upright arm, then a forearm reaching out
+        elbow = np.array([rng.uniform(-0.1, 0.05), 0, height * rng.uniform(0.5, 0.8)])
+        tip = elbow + np.array([rng.uniform(0.2, 0.4), 0, height * rng.uniform(0.1, 0.3)])
+        parts.append(capsule((0, 0, base_height), elbow, pole_radius, metal))
+        parts.append(capsule(elbow, tip, pole_radius, metal))
+        shade_top = tip
+    else:
+        shade_top = np.array([0, 0, height])
+        parts.append(rod((0, 0, 0), shade_top, pole_radius, metal))
+
+    shade_height = rng.uniform(0.15, 0.3) * (1.5 if floor_lamp else 1.0)
+    shade_style = rng.choice(["cone", "drum", "globe", "dome"])
+    bottom_radius = rng.uniform(0.12, 0.25) * (1.4 if floor_lamp else 1.0)
+    bulb = material_colour(rng, "light")
+    if shade_style == "globe":
+        radius = shade_height * 0.6
+        parts.append(sphere(shade_top + [0, 0, radius * 0.6], radius, shade_colour))
+    else:
+        top_radius = {"cone": bottom_radius * rng.uniform(0.35, 0.7), "drum": bottom_radius,
+                      "dome": bottom_radius * rng.uniform(0.05, 0.2)}[shade_style]
+        bottom = shade_top - [0, 0, shade_height * 0.55]
+        parts.append(frustum(bottom, bottom_radius, top_radius, shade_height, shade_colour))
+        parts.append(sphere(bottom - [0, 0, 0.02], min(0.05, bottom_radius * 0.4), bulb, subdivisions=1))
+    return parts
+
+
+BUILDERS = {"chair": make_chair, "car": make_car, "lamp": make_lamp}
+
+
+def make_shape(category: str, rng: np.random.Generator):
+    """One random object of ``category`` as a single coloured ``trimesh.Trimesh`` (z-up)."""
+    if category not in BUILDERS:
+        raise ValueError(f"unknown category '{category}', expected one of {sorted(BUILDERS)}")
+    trimesh = _trimesh()
+    return trimesh.util.concatenate(BUILDERS[category](rng))
+
+
+# -- dataset ------------------------------------------------------------------------
+
+
+def data_root() -> Path:
+    """``$TRANSINR_DATA`` or ``~/.cache/transinr``."""
+    return Path(os.environ.get("TRANSINR_DATA", "~/.cache/transinr")).expanduser()
+
+
+def default_embedded_3d_root(resolution: int = 64) -> Path:
+    return data_root() / "shapes3d" / f"{resolution}px"
+
+
+def build_embedded_3d(
+    out_root=None,
+    n_objects_per_category: int = DEFAULT_OBJECTS_PER_CATEGORY,
+    n_views: int = DEFAULT_VIEWS,
+    resolution: int = 64,
+    seed: int = 0,
+    categories=CATEGORIES,
+    supersample: int = 2,
+    views: str = "sphere",
+) -> Path:
+    """Generate and render the procedural dataset into the learnit layout.
+
+    Object ``k`` of a category is ``make_shape(category, default_rng([seed, c, k]))``
+    with ``c`` the category's index in :data:`CATEGORIES`, and is named
+    ``<category>_<k:04d>``. Objects already rendered are kept (an interrupted build
+    resumes). ``build_info.json`` is written last. Returns the dataset root.
+    """
+    out_root = Path(out_root).expanduser() if out_root is not None else default_embedded_3d_root(resolution)
+    out_root.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    jobs = [(category, k) for category in categories for k in range(n_objects_per_category)]
+    for category, k in tqdm(jobs, desc="building 3D shapes", unit="object"):
+        object_id = f"{category}_{k:04d}"
+        object_dir = out_root / category / object_id
+        if (object_dir / "transforms.json").is_file():
+            continue
+        rng = np.random.default_rng([seed, CATEGORIES.index(category) if category in CATEGORIES else 99, k])
+        vertices, faces, albedo = scene_to_arrays(make_shape(category, rng))
+        vertices = normalise_to_unit_sphere(vertices, up_axis="z")
+        write_object_views((vertices, faces, albedo), object_dir, object_id, n_views, resolution, seed,
+                           BLENDER_CAMERA_ANGLE_X, 4.0, views, supersample)
+    for category in categories:
+        ids = [f"{category}_{k:04d}" for k in range(n_objects_per_category)]
+        write_split_file(out_root, category, ids, seed)
+    info = dict(n_objects_per_category=n_objects_per_category, n_views=n_views, resolution=resolution, seed=seed,
+                categories=list(categories), supersample=supersample, views=views,
+                build_seconds=round(time.time() - start, 1))
+    (out_root / "build_info.json").write_text(json.dumps(info, indent=1))
+    return out_root
+
+
+def ensure_embedded_3d(resolution: int = 64, **kwargs) -> Path:
+    """Path of the procedural dataset at ``resolution``, built on first use (minutes)."""
+    root = default_embedded_3d_root(resolution)
+    if (root / "build_info.json").is_file():
+        return root
+    # Build next to the final folder, then move it in place: no half-built dataset
+    # is ever mistaken for a finished one.
+    partial = root.with_name(root.name + ".partial")
+    build_embedded_3d(partial, resolution=resolution, **kwargs)
+    if root.exists():
+        shutil.rmtree(root)
+    partial.rename(root)
+    return root
+
+
+def cli_main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="transinr build-3d",
+        description="Build the procedural chairs/cars/lamps multi-view dataset (learnit layout).")
+    parser.add_argument("--out", default=None, help="output root (default $TRANSINR_DATA/shapes3d/<res>px)")
+    parser.add_argument("--objects", type=int, default=DEFAULT_OBJECTS_PER_CATEGORY, help="objects per category")
+    parser.add_argument("--views", type=int, default=DEFAULT_VIEWS, help="views per object")
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--categories", nargs="+", default=list(CATEGORIES), choices=list(CATEGORIES))
+    parser.add_argument("--supersample", type=int, default=2)
+    parser.add_argument("--view-sphere", choices=("sphere", "hemisphere"), default="sphere")
+    args = parser.parse_args(argv)
+    root = build_embedded_3d(args.out, n_objects_per_category=args.objects, n_views=args.views,
+                             resolution=args.resolution, seed=args.seed, categories=tuple(args.categories),
+                             supersample=args.supersample, views=args.view_sphere)
+    print(f"built {root}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(cli_main())
