@@ -21,7 +21,8 @@ import yaml
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, atomic_save, load_state_strict, rng_state, safe_load, set_rng_state
+from .checkpoint import (CheckpointError, atomic_save, first_non_finite, load_state_strict,
+                         remove_stale_temporaries, rng_state, safe_load, set_rng_state)
 from .config import Config, config_from_dict, config_to_dict
 from .models import build_model
 from .runtime import environment_record, resolve_device, seed_everything, write_json
@@ -32,7 +33,12 @@ CHECKPOINT_FORMAT = "transinr-checkpoint-v1"
 
 
 class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss; the run stops, checkpoints kept."""
+    """Training produced a NaN or infinite loss (or weights); the run stops, checkpoints kept."""
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A generator that depends only on (seed, epoch)."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
 class EpochSampler(Sampler):
@@ -46,8 +52,7 @@ class EpochSampler(Sampler):
         self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
 
     def order(self) -> list[int]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return torch.randperm(self.size, generator=generator).tolist()
+        return torch.randperm(self.size, generator=epoch_generator(self.seed, self.epoch)).tolist()
 
     def __iter__(self):
         return iter(self.order()[self.start:])
@@ -102,13 +107,17 @@ def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 class MetricsLog:
-    """Append-only JSON-lines metrics; on resume, lines past the checkpoint are dropped."""
+    """Append-only JSON-lines metrics; lines past the step training restarts from are dropped.
+
+    A fresh start (``resume_step`` None) drops every line: a run killed before its
+    first checkpoint starts over at step 0 and must not log its first steps twice.
+    """
 
     def __init__(self, path: Path, resume_step: int | None, enabled: bool = True):
         self.path, self.enabled = path, enabled
-        if enabled and resume_step is not None and path.exists():
+        if enabled and path.exists():
             kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+                    if line.strip() and json.loads(line).get("step", 0) <= (resume_step or 0)]
             path.write_text("".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
@@ -118,7 +127,13 @@ class MetricsLog:
 
 
 def build_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    """Adam; the fused kernel (one pass over all parameters) where the device has it."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    kwargs = dict(lr=config.train.lr, weight_decay=config.train.weight_decay)
+    try:
+        return torch.optim.Adam(parameters, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(parameters, **kwargs)
 
 
 def checkpoint_payload(model, optimizer, config, step, epoch, elapsed, image_size, metrics) -> dict:
@@ -141,9 +156,7 @@ def checkpoint_payload(model, optimizer, config, step, epoch, elapsed, image_siz
 
 def load_model_from_checkpoint(path: str | Path, device="cpu"):
     """(model, config, checkpoint dict) from a checkpoint, loaded weights-only."""
-    checkpoint = safe_load(path)
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a transinr checkpoint (format {checkpoint.get('format')!r})")
+    checkpoint = safe_load(path, expected_format=CHECKPOINT_FORMAT)
     config = config_from_dict(checkpoint["config"], where=f"{path} config")
     model = build_model(config, checkpoint["image_size"])
     load_state_strict(model, checkpoint["model"], str(path))
@@ -172,8 +185,9 @@ def train(config: Config, run_dir: str | Path, device: str | None = None, progre
     plan = plan_steps(config, len(train_set))
 
     step, elapsed, resume_step = 0, 0.0, None
+    remove_stale_temporaries(checkpoint_path)  # left by a kill in the middle of a save
     if checkpoint_path.exists():
-        checkpoint = safe_load(checkpoint_path)
+        checkpoint = safe_load(checkpoint_path, expected_format=CHECKPOINT_FORMAT)
         differences = _config_differences(checkpoint["config"], config_to_dict(config))
         if differences:
             raise CheckpointError(
@@ -197,7 +211,21 @@ def train(config: Config, run_dir: str | Path, device: str | None = None, progre
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.train.amp == "bf16"
                               and device.type == "cuda")
 
+    def kept_checkpoint() -> str:
+        if not checkpoint_path.exists():
+            return "no checkpoint had been written yet"
+        return f"the last good checkpoint ({checkpoint_path}, step {safe_load(checkpoint_path)['step']}) is kept"
+
     def save(epoch: int, metrics: dict) -> None:
+        # A finite loss can still come with NaN/inf gradients; never let such weights
+        # replace the last good checkpoint.
+        bad = first_non_finite(model.state_dict())
+        if bad is not None:
+            bar.close()
+            raise NonFiniteLossError(
+                f"weights became non-finite ({bad!r}) by step {step} (epoch {epoch}); training "
+                f"stopped and {kept_checkpoint()}. Try a lower train.lr or set train.grad_clip."
+            )
         atomic_save(checkpoint_payload(model, optimizer, config, step, epoch, elapsed, image_size,
                                        metrics), checkpoint_path)
 
@@ -211,9 +239,13 @@ def train(config: Config, run_dir: str | Path, device: str | None = None, progre
                                start=offset * config.train.batch_size)
         if hasattr(train_set, "set_epoch"):
             train_set.set_epoch(epoch)
+        # Without its own generator, every new DataLoader iterator draws its worker seed
+        # from the global RNG; a resumed run builds one mid-epoch, which would shift the
+        # global RNG (dropout, ray sampling) away from the uninterrupted run's.
         loader = DataLoader(train_set, batch_size=config.train.batch_size, sampler=sampler,
                             drop_last=True, num_workers=config.data.num_workers,
-                            pin_memory=device.type == "cuda")
+                            pin_memory=device.type == "cuda",
+                            generator=epoch_generator(config.train.seed, epoch))
         for batch in loader:
             started = time.perf_counter()
             for group in optimizer.param_groups:
@@ -223,12 +255,9 @@ def train(config: Config, run_dir: str | Path, device: str | None = None, progre
                 loss, batch_psnr = task.training_loss(step_model, batch, epoch)
             if not torch.isfinite(loss):
                 bar.close()
-                kept = (f"the last good checkpoint ({checkpoint_path}, step "
-                        f"{safe_load(checkpoint_path)['step']}) is kept"
-                        if checkpoint_path.exists() else "no checkpoint had been written yet")
                 raise NonFiniteLossError(
                     f"loss became {loss.item()} at step {step + 1} (epoch {epoch}); training "
-                    f"stopped and {kept}. Try a lower train.lr or set train.grad_clip."
+                    f"stopped and {kept_checkpoint()}. Try a lower train.lr or set train.grad_clip."
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,0 +1,155 @@
+"""Training-step throughput against this machine's own matmul limit.
+
+Prints images/s, GFLOP per step (counted by torch.utils.flop_counter, attention
+included), achieved GFLOP/s, the fp32 matmul peak measured in the same run, and
+the ratio of the two. The data are random tensors already in memory, so the
+figure is the model's step alone.
+
+    python benchmarks/train_throughput.py                 # emoji32_bench, batch 32
+    python benchmarks/train_throughput.py celeba178 --steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
+
+from transinr.config import load_config
+from transinr.models import build_model
+from transinr.runtime import resolve_device
+from transinr.tasks import build_task
+from transinr.train import build_optimizer
+
+# Reference measured on a 2-core machine of the kind this kit is developed on: the
+# paper's implementation of the emoji32_bench step at batch 32.
+REFERENCE_IMAGES_PER_SECOND = 17.5
+
+
+def _register_cpu_attention_flops() -> None:
+    """flop_counter knows the CUDA attention kernels but not the CPU one; count it the same way."""
+    aten = torch.ops.aten
+    cpu_kernel = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    cpu_backward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    if cpu_kernel is None:
+        return
+
+    # Formulas receive the shapes of the arguments, not the tensors.
+    def forward_flops(query, key, value, *args, **kwargs) -> int:
+        b, h, n, d = query
+        m = key[-2]
+        return 2 * b * h * n * m * d * 2  # QKᵀ and (softmax)·V
+
+    def backward_flops(grad_out, query, key, value, *args, **kwargs) -> int:
+        b, h, n, d = query
+        m = key[-2]
+        return 2 * b * h * n * m * d * 4  # recompute QKᵀ is not counted; dQ, dK, dV, dP
+
+    try:
+        register_flop_formula(cpu_kernel)(forward_flops)
+        if cpu_backward is not None:
+            register_flop_formula(cpu_backward)(backward_flops)
+    except Exception:  # already registered by a newer torch
+        pass
+
+
+def matmul_peak_gflops(device: torch.device, size: int = 4096, repeats: int = 5) -> float:
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def synthetic_batch(config, batch_size: int, device):
+    size = int(config.data.resolution)
+    return torch.rand(batch_size, 3, size, size, device=device)
+
+
+def measure(config_name: str, overrides: list[str], batch_size: int | None, steps: int, warmup: int,
+            device_name: str) -> dict:
+    device = resolve_device(device_name)
+    config = load_config(config_name, overrides)
+    batch_size = batch_size or config.train.batch_size
+    task = build_task(config)
+    model = build_model(config, int(config.data.resolution)).to(device)
+    optimizer = build_optimizer(model, config)
+    images = synthetic_batch(config, batch_size, device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                              enabled=config.train.amp == "bf16" and device.type == "cuda")
+    step_model = torch.compile(model) if config.train.compile else model
+
+    def step() -> None:
+        with autocast:
+            loss, _ = task.training_loss(step_model, images, 0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    _register_cpu_attention_flops()
+    with FlopCounterMode(display=False) as counter:
+        with autocast:
+            loss, _ = task.training_loss(model, images, 0)
+        loss.backward()
+    gflop_per_step = counter.get_total_flops() / 1e9
+
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    seconds = (time.perf_counter() - start) / steps
+    peak_memory = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+                   else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"config": config.name, "device": str(device), "batch": batch_size,
+            "images_per_s": batch_size / seconds, "seconds_per_step": seconds,
+            "gflop_per_step": gflop_per_step, "gflops": gflop_per_step / seconds,
+            "parameters": sum(p.numel() for p in model.parameters()), "peak_memory_mib": peak_memory}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", nargs="?", default="emoji32_bench")
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    peak = matmul_peak_gflops(device)
+    result = measure(args.config, args.overrides, args.batch, args.steps, args.warmup, args.device)
+    print(f"device: {result['device']}  torch threads: {torch.get_num_threads()}  torch {torch.__version__}")
+    print(f"fp32 matmul peak (4096²): {peak:.1f} GFLOP/s")
+    print(f"config {result['config']}  batch {result['batch']}  parameters {result['parameters'] / 1e6:.2f} M")
+    print(f"  {result['images_per_s']:.1f} images/s  ({result['seconds_per_step'] * 1e3:.0f} ms/step)")
+    print(f"  {result['gflop_per_step']:.1f} GFLOP/step  →  {result['gflops']:.1f} GFLOP/s "
+          f"= {100 * result['gflops'] / peak:.0f}% of the matmul peak")
+    print(f"  peak memory: {result['peak_memory_mib']:.0f} MiB "
+          f"({'CUDA allocated' if device.type == 'cuda' else 'process max RSS'})")
+    if result["config"] == "emoji32_bench" and device.type == "cpu" and result["batch"] == 32:
+        print(f"  vs the paper implementation's {REFERENCE_IMAGES_PER_SECOND} images/s on a 2-core "
+              f"reference machine: {result['images_per_s'] / REFERENCE_IMAGES_PER_SECOND:.2f}×")
+
+
+if __name__ == "__main__":
+    main()
