@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from transinr.analysis import (gradient_descent_by_attention, gradient_descent_reference,
+                               generated_weight_statistics, layerwise_psnr, weight_token_attention)
+from transinr.models import build_model
+from transinr.tasks.image import ImageRegression
+
+from .helpers import smooth_images, tiny_image_config
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model(tiny_image_config(), 32).eval()
+
+
+def test_attention_maps_have_expected_shapes_and_rows_sum_to_one(model):
+    images = smooth_images(3)
+    result = weight_token_attention(model, images)
+    n_weight = model.weight_tokens.n_tokens
+    assert result.maps.shape == (3, 2, 2, n_weight, 4, 4)  # B, layers, heads, tokens, grid
+    totals = result.maps.flatten(-2).sum(-1) + result.to_weight_tokens
+    assert torch.allclose(totals, torch.ones_like(totals), atol=1e-5)
+    assert result.for_layer(0).shape[3] == model.weight_tokens.groups[0]
+    assert result.mean_map(1).shape == (3, 4, 4)
+    assert result.token_layer.tolist().count(2) == 3  # last layer: 3 output columns
+
+
+def test_last_layerwise_decoding_equals_model_output(model):
+    images = smooth_images(2)
+    scores = layerwise_psnr(model, images)
+    assert scores.shape == (model.transformer.blocks.__len__() + 1, 2)
+    task = ImageRegression(tiny_image_config())
+    assert torch.allclose(scores[-1], task.psnr(model, images), atol=1e-4)
+
+
+@pytest.mark.parametrize("steps", [1, 5])
+def test_hand_built_attention_layer_is_gradient_descent(steps):
+    generator = torch.Generator().manual_seed(1)
+    features = torch.randn(2, 50, 6, generator=generator)
+    targets = torch.rand(2, 50, 3, generator=generator)
+    weight = torch.randn(2, 7, 3, generator=generator) * 0.3
+    reference = gradient_descent_reference(features, targets, weight, 0.05, steps, out_bias=0.5)
+    by_attention = gradient_descent_by_attention(features, targets, weight, 0.05, steps, out_bias=0.5)
+    assert not torch.allclose(reference, weight, atol=1e-3)  # the steps did move the weights
+    assert torch.allclose(by_attention, reference, atol=1e-5), (by_attention - reference).abs().max()
+
+
+def test_generated_weight_statistics_cover_every_layer(model):
+    stats = generated_weight_statistics(model, smooth_images(4))
+    assert [s["layer"] for s in stats] == [0, 1, 2]
+    for s in stats:
+        assert -1.0 <= s["cosine_to_base"] <= 1.0 + 1e-6
+        assert -1.0 <= s["cosine_across_inputs"] <= 1.0 + 1e-6

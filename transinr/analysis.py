@@ -1,0 +1,270 @@
+"""Why Trans-INR works, computed: attention of weight tokens, layers as update steps,
+a Transformer layer that *is* a gradient step, and what the generated weights share.
+
+Every function returns arrays or plain dicts; ``transinr.figures`` draws them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .metrics import psnr_per_item
+
+
+# --------------------------------------------------------------------------------------
+# 1. Weight-token attention maps
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class WeightTokenAttention:
+    """Attention of every weight token to every data token.
+
+    maps: (B, T, heads, n_weight_tokens, *data_shape) — per Transformer layer T and head,
+      the softmax weight each weight token puts on each data token, laid out on the data
+      grid: (gh, gw) for an image, (V, gh, gw) for V posed views.
+    to_weight_tokens: (B, T, heads, n_weight_tokens) — the rest of each row: attention
+      paid to the weight tokens themselves (rows sum to one over both).
+    token_layer, token_group: (n_weight_tokens,) — the INR layer and group of each token.
+    """
+
+    maps: torch.Tensor
+    to_weight_tokens: torch.Tensor
+    token_layer: torch.Tensor
+    token_group: torch.Tensor
+
+    def for_layer(self, inr_layer: int) -> torch.Tensor:
+        """(B, T, heads, g_l, *data_shape): the maps of one INR layer's tokens."""
+        return self.maps[:, :, :, self.token_layer == inr_layer]
+
+    def mean_map(self, inr_layer: int, transformer_layer: int = -1) -> torch.Tensor:
+        """(B, *data_shape): one INR layer's tokens averaged over heads and groups."""
+        return self.for_layer(inr_layer)[:, transformer_layer].mean(dim=(1, 2))
+
+
+def data_grid_shape(tokenizer) -> tuple[int, ...]:
+    return tuple(tokenizer.grid_shape)
+
+
+@torch.no_grad()
+def weight_token_attention(model, *observations: torch.Tensor) -> WeightTokenAttention:
+    """Run ``model`` on observations and collect the weight tokens' attention."""
+    model.eval()
+    output = model.run(*observations, return_attention=True)
+    attention = torch.stack(output.attention, dim=1)  # (B, T, heads, N, N)
+    n_weight = model.weight_tokens.n_tokens
+    n_data = attention.shape[-1] - n_weight
+    rows = attention[..., n_data:, :]  # the weight tokens as queries
+    grid = data_grid_shape(model.tokenizer)
+    views = n_data // (grid[0] * grid[1])
+    data_shape = grid if views == 1 else (views, *grid)
+    maps = rows[..., :n_data].reshape(*rows.shape[:-1], *data_shape)
+    layer_of, group_of = [], []
+    for layer, positions in model.weight_tokens.token_slices().items():
+        count = positions.stop - positions.start
+        layer_of += [layer] * count
+        group_of += list(range(count))
+    return WeightTokenAttention(maps, rows[..., n_data:].sum(-1), torch.tensor(layer_of),
+                                torch.tensor(group_of))
+
+
+def upsample_map(attention_map: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, gh, gw) → (B, size, size), nearest, so a patch's weight covers its pixels."""
+    return F.interpolate(attention_map.unsqueeze(1), size=(size, size), mode="nearest")[:, 0]
+
+
+# --------------------------------------------------------------------------------------
+# 2. Layer-by-layer decoding: Transformer layers as update steps
+# --------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def layerwise_psnr(model, images: torch.Tensor) -> torch.Tensor:
+    """PSNR on the input image of the INR decoded after each Transformer layer.
+
+    Index 0 decodes the learned initial weight tokens φ₀ (no data seen: Trans-INR's own
+    "learned initialisation"); index i decodes the tokens after layer i, with the same
+    output heads. Returns (depth + 1, B).
+    """
+    from .tasks.image import render_image
+
+    model.eval()
+    output = model.run(images, return_layer_weights=True)
+    batch, size = images.shape[0], images.shape[-1]
+    initial = model.weight_tokens.decode(model.weight_tokens.initial(batch))
+    scores = []
+    for weights in [initial] + output.layer_weights:
+        rendered = render_image(model.hyponet, weights, size, size)
+        scores.append(psnr_per_item(rendered, images))
+    return torch.stack(scores)
+
+
+# --------------------------------------------------------------------------------------
+# 3. A Transformer layer that is one step of gradient descent
+# --------------------------------------------------------------------------------------
+
+class LinearSelfAttention(nn.Module):
+    """One head of linear (softmax-free) self-attention with a residual connection:
+    ``x_q ← x_q + Σ_k (W_Q x_q · W_K x_k) W_V x_k``. x: (B, N, D)."""
+
+    def __init__(self, dim: int, key_dim: int):
+        super().__init__()
+        self.query = nn.Linear(dim, key_dim, bias=False)
+        self.key = nn.Linear(dim, key_dim, bias=False)
+        self.value = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = self.query(x) @ self.key(x).transpose(1, 2)  # (B, N, N)
+        return x + scores @ self.value(x)
+
+
+@dataclass
+class GradientTokenLayout:
+    """Where each quantity lives in a token of width ``2(d+1) + 2c``.
+
+    [ w-slot (d+1) | h-slot (d+1) | t-slot (c) | e-slot (c) ]
+    Column token j: w-slot = column j of W (its bias entry last), e-slot = one-hot(j).
+    Pixel token i:  h-slot = (h_i, 1), t-slot = target_i − output offset.
+    """
+
+    hidden: int  # d, the width of the frozen features
+    channels: int  # c, the columns of W (output channels)
+
+    @property
+    def aug(self) -> int:
+        return self.hidden + 1
+
+    @property
+    def dim(self) -> int:
+        return 2 * self.aug + 2 * self.channels
+
+    def slots(self):
+        a, c = self.aug, self.channels
+        return slice(0, a), slice(a, 2 * a), slice(2 * a, 2 * a + c), slice(2 * a + c, 2 * a + 2 * c)
+
+
+def gradient_step_layer(hidden: int, channels: int, n_pixels: int, step_size: float) -> LinearSelfAttention:
+    """A linear self-attention layer whose residual update is one gradient step.
+
+    Setting: every hyponet layer but the last is frozen, so pixel i has fixed features
+    h̃_i = (h_i, 1) and the prediction is y_i = Wᵀ h̃_i + b₀ with W of shape (d+1, c).
+    The loss is the MSE over pixels and channels, L = 1/(N c) Σ_i ‖Wᵀh̃_i + b₀ − t_i‖², so
+    ∂L/∂w_j = 2/(N c) Σ_i r_ij h̃_i with residual r_ij = w_j·h̃_i − (t_ij − b₀).
+
+    Attention, with tokens laid out as in :class:`GradientTokenLayout`:
+      * query of column token j = [w_j ; −e_j], query of a pixel token = 0
+        (W_Q copies the w-slot and minus the e-slot; pixel tokens have neither);
+      * key of pixel token i = [h̃_i ; t_i − b₀], key of a column token = 0
+        (W_K copies the h- and t-slots; column tokens have neither);
+      * so the score of column j on pixel i is w_j·h̃_i − (t_ij − b₀) = r_ij, and column
+        tokens score 0 against each other;
+      * value of pixel token i = −2α/(N c) · h̃_i written into the w-slot (column tokens'
+        values are 0).
+    The residual update of column token j is therefore −α · 2/(N c) Σ_i r_ij h̃_i =
+    −α ∂L/∂w_j, written into its w-slot: exactly one step of gradient descent. Pixel
+    tokens' queries are 0, so they pass through unchanged, and the next copy of the layer
+    sees the updated columns: K stacked copies are K steps.
+    """
+    layout = GradientTokenLayout(hidden, channels)
+    w_slot, h_slot, t_slot, e_slot = layout.slots()
+    a, c = layout.aug, channels
+    layer = LinearSelfAttention(layout.dim, a + c)
+    with torch.no_grad():
+        for linear in (layer.query, layer.key, layer.value):
+            linear.weight.zero_()
+        # nn.Linear computes x @ weightᵀ: weight[out, in].
+        layer.query.weight[:a, w_slot] = torch.eye(a)
+        layer.query.weight[a:, e_slot] = -torch.eye(c)
+        layer.key.weight[:a, h_slot] = torch.eye(a)
+        layer.key.weight[a:, t_slot] = torch.eye(c)
+        layer.value.weight[w_slot, h_slot] = torch.eye(a) * (-2.0 * step_size / (n_pixels * c))
+    return layer
+
+
+def gradient_tokens(features: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,
+                    out_bias: float = 0.0) -> torch.Tensor:
+    """Lay out a problem as tokens.
+
+    features: (B, N, d) frozen hidden features; targets: (B, N, c);
+    weight: (B, d+1, c) the last layer with its bias row last.
+    Returns (B, c + N, D): the c column tokens first, then the N pixel tokens.
+    """
+    batch, n_pixels, hidden = features.shape
+    channels = targets.shape[-1]
+    layout = GradientTokenLayout(hidden, channels)
+    w_slot, h_slot, t_slot, e_slot = layout.slots()
+    tokens = features.new_zeros(batch, channels + n_pixels, layout.dim)
+    tokens[:, :channels, w_slot] = weight.transpose(1, 2)
+    tokens[:, :channels, e_slot] = torch.eye(channels, dtype=features.dtype, device=features.device)
+    augmented = torch.cat([features, features.new_ones(batch, n_pixels, 1)], dim=-1)
+    tokens[:, channels:, h_slot] = augmented
+    tokens[:, channels:, t_slot] = targets - out_bias
+    return tokens
+
+
+def weight_from_tokens(tokens: torch.Tensor, hidden: int, channels: int) -> torch.Tensor:
+    """(B, c + N, D) → the (B, d+1, c) weight held by the column tokens."""
+    w_slot = GradientTokenLayout(hidden, channels).slots()[0]
+    return tokens[:, :channels, w_slot].transpose(1, 2)
+
+
+def gradient_descent_reference(features: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,
+                               step_size: float, steps: int, out_bias: float = 0.0) -> torch.Tensor:
+    """K steps of plain gradient descent on the MSE, by autograd — what the layer must match."""
+    weight = weight.detach().clone().requires_grad_(True)
+    augmented = torch.cat([features, features.new_ones(*features.shape[:-1], 1)], dim=-1)
+    for _ in range(steps):
+        prediction = augmented @ weight + out_bias
+        # Sum over the batch so each instance gets its own mean-over-pixels gradient.
+        loss = ((prediction - targets) ** 2).mean(dim=(1, 2)).sum()
+        (grad,) = torch.autograd.grad(loss, weight)
+        weight = (weight - step_size * grad).detach().requires_grad_(True)
+    return weight.detach()
+
+
+def gradient_descent_by_attention(features: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,
+                                  step_size: float, steps: int, out_bias: float = 0.0) -> torch.Tensor:
+    """K stacked hand-built attention layers applied to the token layout → final weight."""
+    hidden, channels = features.shape[-1], targets.shape[-1]
+    layer = gradient_step_layer(hidden, channels, features.shape[1], step_size).to(features)
+    tokens = gradient_tokens(features, targets, weight, out_bias)
+    with torch.no_grad():
+        for _ in range(steps):
+            tokens = layer(tokens)
+    return weight_from_tokens(tokens, hidden, channels)
+
+
+# --------------------------------------------------------------------------------------
+# 5. What the generated weights share
+# --------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def generated_weight_statistics(model, images: torch.Tensor) -> list[dict]:
+    """Per INR layer: how far generated columns turn from the base, and how alike they
+    are across inputs.
+
+    For layer l with columns w_j (each unit length after normalisation):
+      * ``cosine_to_base``: mean over images and columns of cos(w_j, W̄_j) — 1 means the
+        layer is the base for every input;
+      * ``cosine_across_inputs``: mean over columns and over pairs of different images of
+        cos(w_j(image a), w_j(image b)) — near 1 means the layer is shared, lower means it
+        carries the instance;
+      * ``generated``: whether the layer has weight tokens at all.
+    """
+    model.eval()
+    weights = model(images)
+    stats = []
+    for layer, (weight, base) in enumerate(zip(weights, model.weight_tokens.base)):
+        columns = F.normalize(weight[:, :-1], dim=1)  # (B, in, out)
+        base_columns = F.normalize(base[:-1], dim=0)  # (in, out)
+        to_base = (columns * base_columns).sum(1).mean().item()
+        batch = columns.shape[0]
+        pairwise = torch.einsum("aio,bio->abo", columns, columns)  # (B, B, out)
+        off_diagonal = ~torch.eye(batch, dtype=torch.bool, device=columns.device)
+        across = pairwise[off_diagonal].mean().item() if batch > 1 else float("nan")
+        stats.append({"layer": layer, "shape": tuple(base.shape), "cosine_to_base": to_base,
+                      "cosine_across_inputs": across,
+                      "generated": layer in model.weight_tokens.groups})
+    return stats
