@@ -53,3 +53,28 @@ def test_generated_weight_statistics_cover_every_layer(model):
     for s in stats:
         assert -1.0 <= s["cosine_to_base"] <= 1.0 + 1e-6
         assert -1.0 <= s["cosine_across_inputs"] <= 1.0 + 1e-6
+
+
+def test_widget_callbacks_return_arrays_on_the_image(model):
+    from transinr.widgets import attention_overlay, reconstruct
+
+    image = smooth_images(1)[0]
+    result = reconstruct(model, image, scale=4)
+    assert result["generated"].shape == (32, 32, 3) and result["upscaled"].shape == (128, 128, 3)
+    overlay = attention_overlay(model, image, inr_layer=0, group=1, transformer_layer=0, head=1)
+    assert overlay.shape == (32, 32)
+    full = weight_token_attention(model, image[None])
+    token = full.token_layer.tolist().index(0) + 1
+    paid = full.maps[0, 0, 1, token].sum().item()
+    assert abs(overlay.sum() - paid) < 1e-5
+
+
+def test_attention_on_pixels_crops_padding():
+    from transinr.analysis import attention_on_pixels
+    from transinr.models import ImageTokenizer
+
+    tokenizer = ImageTokenizer(178, 9, dim=8, padding=1)
+    attention = torch.rand(2, 20, 20)
+    pixels = attention_on_pixels(tokenizer, attention)
+    assert pixels.shape == (2, 178, 178)
+    assert torch.allclose(pixels[:, :8, :8].sum((1, 2)), attention[:, 0, 0] * 64 / 81)

@@ -119,7 +119,7 @@ def test_full_resolution_without_cache_explains_how_to_build_it(tmp_path, monkey
     message = str(error.value)
     assert str(tmp_path / "emoji_full.npz") in message
     assert "apt-get install fonts-noto-color-emoji" in message
-    assert "build_emoji.py full" in message
+    assert "build-emoji full" in message
     with pytest.raises(DatasetNotFoundError):
         load_emoji_array("test", "full", root=tmp_path / "elsewhere")
 

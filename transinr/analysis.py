@@ -76,6 +76,18 @@ def upsample_map(attention_map: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(attention_map.unsqueeze(1), size=(size, size), mode="nearest")[:, 0]
 
 
+def attention_on_pixels(tokenizer, attention_map: torch.Tensor) -> torch.Tensor:
+    """(B, gh, gw) attention on patch tokens → (B, H, W) on the image's pixels.
+
+    Each patch's weight is spread evenly over its p×p pixels (so the map still sums
+    to the attention paid), and the zero-padding border is cropped away.
+    """
+    patch, padding = tokenizer.patch_size, tokenizer.padding
+    padded = attention_map.shape[-1] * patch
+    pixels = upsample_map(attention_map, padded) / patch**2
+    return pixels[:, padding:padded - padding, padding:padded - padding] if padding else pixels
+
+
 # --------------------------------------------------------------------------------------
 # 2. Layer-by-layer decoding: Transformer layers as update steps
 # --------------------------------------------------------------------------------------

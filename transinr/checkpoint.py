@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 import tempfile
 from pathlib import Path
 
@@ -23,11 +24,15 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used: unreadable, unsafe, or for another model."""
 
 
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
 def atomic_save(obj, path: str | Path) -> None:
     """``torch.save`` to ``path`` via a temporary file and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as file:
             torch.save(obj, file)
@@ -39,21 +44,75 @@ def atomic_save(obj, path: str | Path) -> None:
         raise
 
 
-def safe_load(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``; refuse anything that needs code to load."""
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete half-written temporaries of ``path`` that a killed :func:`atomic_save` left.
+
+    Only call this when no other process is saving to ``path``. Returns what was removed.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stale = sorted(path.parent.glob(f"{_temporary_prefix(path)}*.tmp"))
+    for leftover in stale:
+        leftover.unlink(missing_ok=True)
+    return stale
+
+
+def first_non_finite(state: dict) -> str | None:
+    """The name of the first floating-point tensor in ``state`` holding NaN or inf, else None."""
+    for name, value in state.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
+            return name
+    return None
+
+
+def safe_load(path: str | Path, map_location="cpu", expected_format: str | None = None) -> dict:
+    """Load a checkpoint with ``weights_only=True``; refuse anything that needs code to load.
+
+    Raises :class:`CheckpointError` for a missing, empty, truncated or foreign file, for
+    a pickle that names functions or classes (which a weights-only checkpoint never
+    does: such a file is refused before any of it runs), for anything that is not a
+    dict, and, when ``expected_format`` is given, for a dict of another format.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes)")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
-            f"refusing to load {path}: it contains objects that would need code to be run to "
-            f"unpickle them, which a weights-only checkpoint never does. If you trust the file "
-            f"completely, convert it yourself; transinr will not execute it. ({error})"
+            f"refusing to load {path}: it is not a plain weights-only checkpoint, and unpickling "
+            f"it could run code ({_unpickling_reason(error)}). transinr never executes such a "
+            f"file; if you trust its source completely, convert it to plain tensors yourself."
         ) from None
-    except (RuntimeError, EOFError, OSError) as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from None
+    except MemoryError:
+        raise
+    except Exception as error:  # a truncated zip, a text file, another program's format
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: it is not a complete PyTorch checkpoint "
+            f"({type(error).__name__}: {first_line}); was it cut short while copying?"
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict")
+    if expected_format is not None and checkpoint.get("format") != expected_format:
+        raise CheckpointError(
+            f"{path} is not a transinr checkpoint (format {checkpoint.get('format')!r}, "
+            f"expected {expected_format!r})"
+        )
+    return checkpoint
+
+
+def _unpickling_reason(error: Exception) -> str:
+    """The one line of torch's weights-only refusal that says what was blocked."""
+    for line in str(error).splitlines():
+        if "GLOBAL" in line or "Unsupported operand" in line:
+            line = re.sub(r"\x1b\[[0-9;]*m", "", line).strip()
+            line = line.removeprefix("WeightsUnpickler error:").strip()
+            return line.split(". Please use")[0].rstrip(".")
+    return "it needs objects beyond tensors, numbers, strings, lists and dicts"
 
 
 def load_state_strict(module: torch.nn.Module, state: dict, source: str) -> None:

@@ -24,13 +24,13 @@ def attention_figure(model, images: torch.Tensor, transformer_layer: int = -1):
     tokens (last Transformer layer by default) overlaid on it."""
     result = analysis.weight_token_attention(model, images)
     layers = sorted(model.weight_tokens.groups)
-    size = images.shape[-1]
     fig, axes = plt.subplots(len(images), len(layers) + 1, figsize=(1.6 * (len(layers) + 1), 1.6 * len(images)),
                              squeeze=False)
     for row, image in enumerate(images):
         axes[row, 0].imshow(to_numpy_image(image))
         for col, layer in enumerate(layers, start=1):
-            heat = analysis.upsample_map(result.mean_map(layer, transformer_layer)[row:row + 1], size)[0]
+            heat = analysis.attention_on_pixels(model.tokenizer,
+                                                result.mean_map(layer, transformer_layer)[row:row + 1])[0]
             axes[row, col].imshow(to_numpy_image(image))
             axes[row, col].imshow(heat.cpu().numpy(), cmap="inferno", alpha=0.65)
             if row == 0:
