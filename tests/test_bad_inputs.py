@@ -260,7 +260,6 @@ def test_diverging_cli_run_says_which_step_and_exits_1(tmp_path, image_folder, o
 # ----------------------------------------------------------------------------- learnit views
 
 
-@pytest.mark.xfail(strict=True, reason="learnit.load_rgba does not yet name the file of a corrupt view")
 def test_corrupt_learnit_view_names_the_file(tmp_path):
     from transinr.data.learnit import LearnitShapeNet
 

@@ -7,7 +7,7 @@ needed by 3D experiments.
 
 from __future__ import annotations
 
-from ..config import Config
+from ..config import Config, ConfigError
 
 IMAGE_DATASETS = ("emoji", "celeba", "imagenette", "folder")
 VIEW_DATASETS = ("shapes3d", "learnit")
@@ -40,5 +40,5 @@ def build_dataset(config: Config, split: str):
 
 def _need_root(data) -> str:
     if not data.root:
-        raise ValueError(f"dataset {data.name!r} needs data.root=PATH (the folder it lives in)")
+        raise ConfigError(f"dataset {data.name!r} needs data.root=PATH (the folder it lives in)")
     return data.root

@@ -39,7 +39,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from transinr.render import focal_from_angle, get_rays
+from ..render import focal_from_angle, get_rays
+from .errors import CorruptImageError
 
 LEARNIT_HINT = (
     "Expected layout: <root>/<category>_splits.json (train/val/test object ids) and "
@@ -128,9 +129,13 @@ def load_rgba(path: Path) -> np.ndarray:
     Images without an alpha channel are taken as already composited on white: pure
     white pixels get alpha 0 (background), all others alpha 255.
     """
-    with Image.open(path) as img:
-        has_alpha = "A" in img.getbands() or "transparency" in img.info
-        rgba = np.array(img.convert("RGBA"))
+    try:
+        with Image.open(path) as img:
+            has_alpha = "A" in img.getbands() or "transparency" in img.info
+            rgba = np.array(img.convert("RGBA"))
+    except (OSError, ValueError, SyntaxError) as error:
+        raise CorruptImageError(f"{path}: cannot decode this view as a PNG image ({error})",
+                                path=str(path), reason=str(error)) from None
     if not has_alpha:
         rgba[..., 3] = np.where((rgba[..., :3] == 255).all(axis=-1), 0, 255)
     return rgba
