@@ -68,3 +68,120 @@ def attention_overlay(model, image: torch.Tensor, inr_layer: int, group: int | N
     maps = maps.mean(0) if head is None else maps[head]
     maps = maps.mean(0) if group is None else maps[group]
     return analysis.attention_on_pixels(model.tokenizer, maps.unsqueeze(0))[0].cpu().numpy()
+
+
+# --------------------------------------------------------------------------------------
+# Explorers: a widget box plus the callback it runs, with the last result kept so a
+# notebook can drive a control and assert on what the callback produced.
+# --------------------------------------------------------------------------------------
+
+class _Explorer:
+    def __init__(self):
+        import ipywidgets as w
+
+        self.output = w.Output()
+        self.last: dict | None = None
+
+    def _show(self, figure) -> None:
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        self.output.clear_output(wait=True)
+        with self.output:
+            display(figure)
+        plt.close(figure)
+
+
+class ImageRegressionExplorer(_Explorer):
+    """Pick an image (or upload one) and a model; see input, generated INR, and 4×."""
+
+    def __init__(self, models: dict, dataset, scale: int = 4):
+        import ipywidgets as w
+
+        super().__init__()
+        self.models, self.dataset, self.scale = models, dataset, scale
+        self.index = w.IntSlider(0, 0, len(dataset) - 1, description="image", continuous_update=False)
+        self.model_name = w.Dropdown(options=list(models), description="model")
+        self.upload = w.FileUpload(accept="image/*", multiple=False, description="your image")
+        self.uploaded: torch.Tensor | None = None
+        for control in (self.index, self.model_name):
+            control.observe(lambda _: self.update(), names="value")
+        self.upload.observe(self._on_upload, names="value")
+        self.widget = w.VBox([w.HBox([self.index, self.model_name, self.upload]), self.output])
+        self.update()
+
+    def _on_upload(self, change) -> None:
+        files = change["new"]
+        if files:
+            content = files[0]["content"] if isinstance(files, (list, tuple)) else next(iter(files.values()))["content"]
+            self.uploaded = image_from_bytes(bytes(content), self.dataset[0].shape[-1])
+            self.update()
+
+    def update(self) -> dict:
+        import matplotlib.pyplot as plt
+
+        image = self.uploaded if self.uploaded is not None else self.dataset[self.index.value]
+        self.last = reconstruct(self.models[self.model_name.value], image, self.scale)
+        fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.7))
+        for ax, key, title in zip(axes, ("input", "generated", "upscaled"),
+                                  ("ground truth", f"INR ({self.last['psnr']:.1f} dB)", f"INR at {self.scale}×")):
+            ax.imshow(self.last[key], interpolation="nearest")
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+        fig.tight_layout()
+        self._show(fig)
+        return self.last
+
+
+class AttentionExplorer(_Explorer):
+    """Pick image, INR layer, group, Transformer layer and head; see where that weight
+    token looks."""
+
+    def __init__(self, model, dataset):
+        import ipywidgets as w
+
+        super().__init__()
+        self.model, self.dataset = model, dataset
+        groups = model.weight_tokens.groups
+        depth = len(model.transformer.blocks)
+        heads = model.transformer.blocks[0].attn.n_heads
+        self.index = w.IntSlider(0, 0, len(dataset) - 1, description="image", continuous_update=False)
+        self.inr_layer = w.Dropdown(options=sorted(groups), description="INR layer")
+        self.group = w.Dropdown(options=["mean"] + list(range(groups[min(groups)])), description="group")
+        self.transformer_layer = w.IntSlider(depth - 1, 0, depth - 1, description="Tr. layer",
+                                             continuous_update=False)
+        self.head = w.Dropdown(options=["mean"] + list(range(heads)), description="head")
+        self.inr_layer.observe(self._on_layer, names="value")
+        for control in (self.index, self.group, self.transformer_layer, self.head):
+            control.observe(lambda _: self.update(), names="value")
+        controls = w.VBox([w.HBox([self.index, self.inr_layer, self.group]),
+                           w.HBox([self.transformer_layer, self.head])])
+        self.widget = w.VBox([controls, self.output])
+        self.update()
+
+    def _on_layer(self, change) -> None:
+        count = self.model.weight_tokens.groups[change["new"]]
+        self.group.options = ["mean"] + list(range(count))
+        self.group.value = "mean"
+        self.update()
+
+    def update(self) -> dict:
+        import matplotlib.pyplot as plt
+
+        image = self.dataset[self.index.value]
+        group = None if self.group.value == "mean" else self.group.value
+        head = None if self.head.value == "mean" else self.head.value
+        heat = attention_overlay(self.model, image, self.inr_layer.value, group,
+                                 self.transformer_layer.value, head)
+        self.last = {"map": heat, "image": image_to_numpy(image)}
+        fig, axes = plt.subplots(1, 2, figsize=(5.5, 2.8))
+        axes[0].imshow(self.last["image"])
+        axes[0].set_title("input", fontsize=9)
+        axes[1].imshow(self.last["image"])
+        axes[1].imshow(heat, cmap="inferno", alpha=0.65)
+        axes[1].set_title(f"attention: {heat.sum():.2f} of the row on the image", fontsize=9)
+        for ax in axes:
+            ax.axis("off")
+        fig.tight_layout()
+        self._show(fig)
+        return self.last
