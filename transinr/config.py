@@ -45,7 +45,7 @@ class HyponetConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "trans_inr"
+    name: str = "trans_inr"  # trans_inr | learned_init | single_vector | instance_pattern
     patch_size: int = 9
     padding: int = 1
     dim: int = 768
@@ -54,8 +54,19 @@ class ModelConfig:
     head_dim: int = 64
     mlp_dim: int = 3072
     dropout: float = 0.0
-    n_groups: int = 64
+    n_groups: int = 64  # G; instance_pattern: the rank of the composed layer
     hyponet: HyponetConfig = field(default_factory=HyponetConfig)
+    # single_vector: size of the one latent vector every INR weight is computed from.
+    latent_dim: int = 256
+    # learned_init: SGD steps on each signal's observations during meta-training, and at
+    # test time (null: the same as inner_steps).
+    inner_steps: int = 2
+    test_inner_steps: int | None = None
+    inner_lr: float = 0.1  # initial (or fixed) inner SGD step size, per hyponet layer
+    learn_inner_lr: bool = True  # meta-learn one log step size per layer
+    second_order: bool = False  # backpropagate through the inner gradients (MAML) or not (FOMAML)
+    # instance_pattern: the one hyponet layer whose weights are instance-specific.
+    pattern_layer: int = 1
 
 
 @dataclass
@@ -67,9 +78,17 @@ class NVSConfig:
     foreground_fraction: float = 0.5  # of the query rays, first epoch only
     foreground_epochs: int = 1
     render_chunk: int = 4096  # rays per chunk when rendering whole views
+    # Training draws support and query views from views 0 … train_views-1 (learnit: 25);
+    # held-out objects are scored on views train_views … (learnit's 25–49).
+    train_views: int = 25
+    train_query_views: int = 1  # views per object the training rays are drawn from
+    eval_views: int | None = None  # cap on held-out views rendered per test object (None: all)
     tto_steps: int = 100  # test-time optimisation
     tto_lr: float = 1e-4
-    tto_rays: int = 1024
+    tto_rays: int = 1024  # support rays per object per step
+    tto_batch: int = 4  # objects optimised at once: a memory bound, each object is fitted on its own
+    evaluate_with_tto: bool = False  # score (and draw) after test-time optimisation
+    turntable_frames: int = 40  # frames of the turntable GIF written with the samples
 
 
 @dataclass

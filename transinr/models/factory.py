@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from ..config import Config
 from .hyponets import ImageHyponet, NeRFHyponet
+from .instance_pattern import InstancePatternComposer
+from .learned_init import LearnedInit, image_reconstruction_losses, views_reconstruction_losses
+from .single_vector import SingleVectorHypernet
 from .tokenizers import ImageTokenizer, ViewsTokenizer
 from .trans_inr import TransINR
 from .transformer import TransformerEncoder
@@ -30,10 +33,38 @@ def build_transformer(config: Config) -> TransformerEncoder:
     return TransformerEncoder(m.dim, m.depth, m.n_heads, m.head_dim, m.mlp_dim, m.dropout)
 
 
+MODEL_NAMES = ("trans_inr", "learned_init", "single_vector", "instance_pattern")
+
+
+def build_learned_init(config: Config) -> LearnedInit:
+    """Learned Init; its inner loop fits the task's observations (pixels, or support-view rays)."""
+    m = config.model
+    if config.task == "image":
+        loss_builder = image_reconstruction_losses
+    else:
+        nvs = config.nvs
+        loss_builder = views_reconstruction_losses(nvs.near, nvs.far, nvs.n_samples, nvs.tto_rays)
+    return LearnedInit(build_hyponet(config), m.inner_steps, m.test_inner_steps, m.inner_lr,
+                       m.learn_inner_lr, m.second_order, loss_builder)
+
+
 def build_model(config: Config, image_size: int):
-    """The meta-learner named by ``config.model.name`` for inputs of ``image_size`` px."""
-    name = config.model.name
+    """The meta-learner named by ``config.model.name`` for inputs of ``image_size`` px.
+
+    Every one maps observations to per-layer INR weights (B, in+1, out) and renders
+    them with its ``.hyponet``, so the training loop and evaluation serve them all.
+    """
+    m = config.model
+    name = m.name
     if name == "trans_inr":
         return TransINR(build_tokenizer(config, image_size), build_transformer(config),
-                        build_hyponet(config), config.model.n_groups)
-    raise ValueError(f"unknown model {name!r}; available: trans_inr")
+                        build_hyponet(config), m.n_groups)
+    if name == "learned_init":
+        return build_learned_init(config)
+    if name == "single_vector":
+        return SingleVectorHypernet(build_tokenizer(config, image_size), build_transformer(config),
+                                    build_hyponet(config), m.latent_dim, m.n_groups)
+    if name == "instance_pattern":
+        return InstancePatternComposer(build_tokenizer(config, image_size), build_transformer(config),
+                                       build_hyponet(config), m.n_groups, m.pattern_layer)
+    raise ValueError(f"unknown model {name!r}; available: {', '.join(MODEL_NAMES)}")
