@@ -66,3 +66,28 @@ def load_pretrained(name: str | Path, device="cpu"):
     load_state_strict(model, state, str(path))
     metadata["results"] = json.loads(metadata.get("results", "{}"))
     return model.to(device).eval(), config, metadata
+
+
+def load_or_train(name: str, config_name: str | None = None, max_images: int = 2048,
+                  run_dir: str | Path | None = None, device="cpu"):
+    """A shipped model by name, or — when that file is missing — a small one trained live.
+
+    The fallback trains ``config_name`` (default: ``name``) for ``max_images`` training
+    signals, so a notebook still runs top to bottom, just with a weaker model.
+    Returns (model in eval mode, config, metadata).
+    """
+    import tempfile
+
+    from .config import load_config
+    from .train import load_model_from_checkpoint, train
+
+    try:
+        return load_pretrained(name, device)
+    except FileNotFoundError:
+        pass
+    config = load_config(config_name or name, [f"train.max_images={max_images}", "train.eval_every=null"])
+    run_dir = Path(run_dir or tempfile.mkdtemp(prefix=f"transinr-{config.name}-"))
+    print(f"no shipped model {name!r}: training {config.name} live on {max_images} signals in {run_dir}")
+    train(config, run_dir, device=str(device), evaluate_at_end=False)
+    model, config, checkpoint = load_model_from_checkpoint(run_dir / "checkpoint.pt", device)
+    return model.eval(), config, {"step": str(checkpoint["step"]), "results": {}, "trained_live": "1"}
