@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-import torch
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-from transinr.config import Config
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+
+from transinr.config import Config, config_to_dict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FOLDER_RESOLUTION = 16
 
 
 def tiny_image_config(**train) -> Config:
@@ -26,3 +38,59 @@ def smooth_images(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     coarse = torch.rand(n, 3, 4, 4, generator=generator)
     return torch.nn.functional.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+
+
+def write_image_folder(root: Path, count: int = 40, size: int = 20, seed: int = 0) -> Path:
+    """``count`` smooth ``size``-pixel PNGs in ``root`` (the ImageFolder splits them by hash)."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+        Image.fromarray(coarse).resize((size, size), Image.Resampling.BILINEAR).save(root / f"img_{i:02d}.png")
+    return root
+
+
+def folder_config(root: Path, **train_options) -> Config:
+    """The tiny Trans-INR on a 16 px image folder: 36 training images, 4 steps an epoch."""
+    options = {"log_every": 1, "figure_images": 2, **train_options}
+    config = tiny_image_config(**options)
+    config.data.name, config.data.root, config.data.resolution = "folder", str(root), FOLDER_RESOLUTION
+    return config
+
+
+def write_config_yaml(config: Config, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    return path
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "transinr", *args]
+
+
+def cli_environment() -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="default")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(cli_command(*args), cwd=REPO_ROOT, env=cli_environment(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+
+
+def last_logged_step(run_dir: Path) -> int:
+    """The last step in ``metrics.jsonl`` of a run that may be writing it right now."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    complete_lines = path.read_text().split("\n")[:-1]  # the last piece may be half-written
+    return json.loads(complete_lines[-1])["step"] if complete_lines else 0
+
+
+def loss_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """(step, loss) of every training line of ``metrics.jsonl``."""
+    return [(record["step"], record["loss"]) for record in read_metrics(run_dir) if "loss" in record]

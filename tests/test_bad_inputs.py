@@ -25,12 +25,10 @@ from transinr.tasks.image import ImageRegression
 from transinr.train import CHECKPOINT_NAME, NonFiniteLossError, train
 
 from .test_image_io import write_png_rgb16
-from .test_resume import (  # noqa: F401
+from .helpers import (  # noqa: F401
     FOLDER_RESOLUTION,
     folder_config,
-    image_folder,
     loss_curve,
-    one_thread,
     run_cli,
     write_config_yaml,
 )

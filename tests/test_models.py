@@ -3,7 +3,7 @@ import torch.nn.functional as F
 
 from transinr.coords import make_coord_grid
 from transinr.models import ImageHyponet, ImageTokenizer, NeRFHyponet, TransformerEncoder, build_model
-from transinr.models.hyponets import FourierFeatures, run_mlp
+from transinr.models.hyponets import FourierFeatures
 from transinr.models.tokenizers import ViewsTokenizer, patchify
 from transinr.models.weight_tokens import WeightTokens, modulate_columns
 from transinr.tasks.image import ImageRegression, render_image

@@ -17,7 +17,7 @@ from transinr.config import config_from_dict, config_to_dict
 from transinr.models import build_model
 from transinr.train import CHECKPOINT_FORMAT, CHECKPOINT_NAME, load_model_from_checkpoint, train
 
-from .test_resume import REPO_ROOT, folder_config, image_folder, one_thread, read_metrics  # noqa: F401
+from .helpers import REPO_ROOT, folder_config, read_metrics  # noqa: F401
 
 PACKAGE_ROOT = REPO_ROOT / "transinr"
 

@@ -1,109 +1,25 @@
 """Interrupted training resumes losslessly; checkpoints are written atomically.
 
-Also home of the small image-folder runs the reliability tests share: a folder of
-smooth PNGs, a tiny config training on it, and a way to call the CLI in a
-subprocess (one torch thread, so the 2-core test machine is not oversubscribed).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-import yaml
-from PIL import Image
 
 from transinr import checkpoint as checkpoint_module
 from transinr.checkpoint import CheckpointError, atomic_save, remove_stale_temporaries, safe_load
-from transinr.config import Config, config_to_dict
 from transinr.tasks.image import ImageRegression
 from transinr.train import CHECKPOINT_NAME, train
 
-from .helpers import tiny_image_config
+from .helpers import (REPO_ROOT, cli_command, cli_environment, folder_config, last_logged_step,
+                      loss_curve, run_cli, write_config_yaml)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-FOLDER_RESOLUTION = 16
-
-
-# ----------------------------------------------------------------------------- shared helpers
-
-
-def write_image_folder(root: Path, count: int = 40, size: int = 20, seed: int = 0) -> Path:
-    """``count`` smooth ``size``-pixel PNGs in ``root`` (the ImageFolder splits them by hash)."""
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
-        Image.fromarray(coarse).resize((size, size), Image.Resampling.BILINEAR).save(root / f"img_{i:02d}.png")
-    return root
-
-
-def folder_config(root: Path, **train_options) -> Config:
-    """The tiny Trans-INR on a 16 px image folder: 36 training images, 4 steps an epoch."""
-    options = {"log_every": 1, "figure_images": 2, **train_options}
-    config = tiny_image_config(**options)
-    config.data.name, config.data.root, config.data.resolution = "folder", str(root), FOLDER_RESOLUTION
-    return config
-
-
-def write_config_yaml(config: Config, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    return path
-
-
-def cli_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "transinr", *args]
-
-
-def cli_environment() -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="default")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(cli_command(*args), cwd=REPO_ROOT, env=cli_environment(), capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
-
-
-def last_logged_step(run_dir: Path) -> int:
-    """The last step in ``metrics.jsonl`` of a run that may be writing it right now."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return 0
-    complete_lines = path.read_text().split("\n")[:-1]  # the last piece may be half-written
-    return json.loads(complete_lines[-1])["step"] if complete_lines else 0
-
-
-def loss_curve(run_dir: Path) -> list[tuple[int, float]]:
-    """(step, loss) of every training line of ``metrics.jsonl``."""
-    return [(record["step"], record["loss"]) for record in read_metrics(run_dir) if "loss" in record]
-
-
-@pytest.fixture
-def one_thread():
-    """One torch thread: several processes share the 2 test cores without thrashing."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def image_folder(tmp_path) -> Path:
-    return write_image_folder(tmp_path / "images")
 
 
 # ----------------------------------------------------------------------------- SIGKILL and resume

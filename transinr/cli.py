@@ -15,6 +15,8 @@ def _train(args) -> None:
     config = load_config(args.config, args.overrides)
     run_dir = Path(args.run_dir or Path("runs") / config.name)
     results = train(config, run_dir, device=args.device, progress=not args.quiet)
+    if "test_psnr_mean" not in results:  # a non-zero rank under torchrun: rank 0 reports
+        return
     print(f"\n{config.name}: {results['steps']} steps, {results['images_seen']} training signals, "
           f"{results['train_seconds']:.0f} s of training")
     print(f"held-out PSNR: {format_psnr(results['test_psnr_mean'], results['test_psnr_std'])} "

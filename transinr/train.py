@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from .checkpoint import (CheckpointError, atomic_save, first_non_finite, load_state_strict,
                          remove_stale_temporaries, rng_state, safe_load, set_rng_state)
 from .config import Config, config_from_dict, config_to_dict
+from .distributed import ProcessGroup, all_finite, barrier, init_process_group, shutdown
 from .models import build_model
 from .runtime import environment_record, resolve_device, seed_everything, write_json
 from .tasks import build_task
@@ -45,20 +46,33 @@ class EpochSampler(Sampler):
     """A fresh permutation per epoch from (seed, epoch), optionally starting mid-way.
 
     The order depends on nothing but the seed and the epoch number, so a resumed run
-    can skip exactly the batches it had already seen.
+    can skip exactly the batches it had already seen. Under data parallelism, rank r
+    of W takes the r-th slice of each global batch of ``global_batch`` indices.
     """
 
-    def __init__(self, size: int, seed: int, epoch: int, start: int = 0):
+    def __init__(self, size: int, seed: int, epoch: int, start: int = 0, global_batch: int = 1,
+                 rank: int = 0, world_size: int = 1):
         self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
+        self.global_batch, self.rank, self.world_size = global_batch, rank, world_size
 
     def order(self) -> list[int]:
         return torch.randperm(self.size, generator=epoch_generator(self.seed, self.epoch)).tolist()
 
+    def indices(self) -> list[int]:
+        remaining = self.order()[self.start:]
+        if self.world_size == 1:
+            return remaining
+        local = self.global_batch // self.world_size
+        n_batches = len(remaining) // self.global_batch
+        return [index for b in range(n_batches)
+                for index in remaining[b * self.global_batch + self.rank * local:
+                                       b * self.global_batch + (self.rank + 1) * local]]
+
     def __iter__(self):
-        return iter(self.order()[self.start:])
+        return iter(self.indices())
 
     def __len__(self) -> int:
-        return self.size - self.start
+        return len(self.indices())
 
 
 def learning_rate(step: int, total_steps: int, config) -> float:
@@ -167,13 +181,34 @@ def train(config: Config, run_dir: str | Path, device: str | None = None, progre
           evaluate_at_end: bool = True) -> dict:
     """Meta-train ``config`` in ``run_dir`` (resuming if it holds a checkpoint).
 
-    Returns the final results dict (also written to ``results.json``).
+    Returns the final results dict (also written to ``results.json``). Under ``torchrun``
+    every process calls this; rank 0 alone writes metrics, checkpoints and results.
     """
+    run_dir = Path(run_dir)
+    device = resolve_device(device or config.train.device)
+    group = init_process_group(device.type)
+    try:
+        return _train(config, run_dir, device, group, progress and group.is_main, evaluate_at_end)
+    finally:
+        shutdown(group)
+
+
+def _train(config: Config, run_dir: Path, device: torch.device, group: ProcessGroup, progress: bool,
+           evaluate_at_end: bool) -> dict:
+    from torch.nn.parallel import DistributedDataParallel
+
     from .evaluate import evaluate_run_end, evaluate_split
 
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(device or config.train.device)
+    if group.enabled and device.type == "cuda":
+        device = torch.device("cuda", group.local_rank)
+    if config.train.batch_size % group.world_size:
+        raise ValueError(f"train.batch_size {config.train.batch_size} does not split over "
+                         f"{group.world_size} processes")
+    local_batch = config.train.batch_size // group.world_size
+    main = group.is_main
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    barrier(group)
     checkpoint_path = run_dir / CHECKPOINT_NAME
 
     seed_everything(config.train.seed)
@@ -185,7 +220,8 @@ def train(config: Config, run_dir: str | Path, device: str | None = None, progre
     plan = plan_steps(config, len(train_set))
 
     step, elapsed, resume_step = 0, 0.0, None
-    remove_stale_temporaries(checkpoint_path)  # left by a kill in the middle of a save
+    if main:
+        remove_stale_temporaries(checkpoint_path)  # left by a kill in the middle of a save
     if checkpoint_path.exists():
         checkpoint = safe_load(checkpoint_path, expected_format=CHECKPOINT_FORMAT)
         differences = _config_differences(checkpoint["config"], config_to_dict(config))
@@ -198,16 +234,18 @@ def train(config: Config, run_dir: str | Path, device: str | None = None, progre
         optimizer.load_state_dict(checkpoint["optimizer"])
         set_rng_state(checkpoint["rng"])
         step, elapsed, resume_step = checkpoint["step"], checkpoint["elapsed_seconds"], checkpoint["step"]
-        print(f"resuming {run_dir} from step {step}/{plan.total_steps}")
-    else:
+        if main:
+            print(f"resuming {run_dir} from step {step}/{plan.total_steps}")
+    elif main:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-        write_json(run_dir / "environment.json", environment_record(device))
+        environment = environment_record(device)
+        environment["world_size"] = group.world_size
+        write_json(run_dir / "environment.json", environment)
 
-    log = MetricsLog(run_dir / "metrics.jsonl", resume_step)
+    log = MetricsLog(run_dir / "metrics.jsonl", resume_step, enabled=main)
+    step_model = DistributedDataParallel(model) if group.enabled else model
     if config.train.compile:
-        step_model = torch.compile(model)
-    else:
-        step_model = model
+        step_model = torch.compile(step_model)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.train.amp == "bf16"
                               and device.type == "cuda")
 
@@ -217,6 +255,8 @@ def train(config: Config, run_dir: str | Path, device: str | None = None, progre
         return f"the last good checkpoint ({checkpoint_path}, step {safe_load(checkpoint_path)['step']}) is kept"
 
     def save(epoch: int, metrics: dict) -> None:
+        if not main:
+            return
         # A finite loss can still come with NaN/inf gradients; never let such weights
         # replace the last good checkpoint.
         bad = first_non_finite(model.state_dict())
@@ -236,24 +276,26 @@ def train(config: Config, run_dir: str | Path, device: str | None = None, progre
     while step < plan.total_steps:
         epoch, offset = divmod(step, plan.steps_per_epoch)
         sampler = EpochSampler(len(train_set), config.train.seed, epoch,
-                               start=offset * config.train.batch_size)
+                               start=offset * config.train.batch_size,
+                               global_batch=config.train.batch_size, rank=group.rank,
+                               world_size=group.world_size)
         if hasattr(train_set, "set_epoch"):
             train_set.set_epoch(epoch)
         # Without its own generator, every new DataLoader iterator draws its worker seed
         # from the global RNG; a resumed run builds one mid-epoch, which would shift the
         # global RNG (dropout, ray sampling) away from the uninterrupted run's.
-        loader = DataLoader(train_set, batch_size=config.train.batch_size, sampler=sampler,
+        loader = DataLoader(train_set, batch_size=local_batch, sampler=sampler,
                             drop_last=True, num_workers=config.data.num_workers,
                             pin_memory=device.type == "cuda",
                             generator=epoch_generator(config.train.seed, epoch))
         for batch in loader:
             started = time.perf_counter()
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, plan.total_steps, config)
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = learning_rate(step, plan.total_steps, config)
             batch = task.to_device(batch, device)
             with autocast:
                 loss, batch_psnr = task.training_loss(step_model, batch, epoch)
-            if not torch.isfinite(loss):
+            if not all_finite(loss.detach(), group):
                 bar.close()
                 raise NonFiniteLossError(
                     f"loss became {loss.item()} at step {step + 1} (epoch {epoch}); training "
@@ -274,7 +316,8 @@ def train(config: Config, run_dir: str | Path, device: str | None = None, progre
                                 "loss": loss.item(), "train_psnr": batch_psnr,
                                 "lr": optimizer.param_groups[0]["lr"], "train_seconds": round(elapsed, 3)}
                 log.write(last_metrics)
-            if config.train.eval_every and step % config.train.eval_every == 0 and step < plan.total_steps:
+            if (main and config.train.eval_every and step % config.train.eval_every == 0
+                    and step < plan.total_steps):
                 scores = evaluate_split(task, model, test_set, device, config.train.eval_images,
                                         config.train.batch_size)
                 model.train()
@@ -286,7 +329,7 @@ def train(config: Config, run_dir: str | Path, device: str | None = None, progre
             if step >= plan.total_steps:
                 break
     bar.close()
-    if not evaluate_at_end:
+    if not evaluate_at_end or not main:
         return {"step": step, "train_seconds": elapsed}
     results = evaluate_run_end(task, model, train_set, test_set, device, config, run_dir,
                                train_seconds=elapsed, steps=step)

@@ -6,7 +6,6 @@ library function with its own tests; the notebooks only wire sliders to them.
 
 from __future__ import annotations
 
-import io
 import os
 
 import numpy as np
@@ -184,4 +183,61 @@ class AttentionExplorer(_Explorer):
             ax.axis("off")
         fig.tight_layout()
         self._show(fig)
+        return self.last
+
+
+# --------------------------------------------------------------------------------------
+# Models for the notebooks, and the gradient-step explorer of notebook 04
+# --------------------------------------------------------------------------------------
+
+def shipped_models(names: dict[str, str] | list[str], device="cpu") -> dict:
+    """The shipped pretrained models among ``names`` (label → shipped name, or a list of
+    names used as labels), loaded; names without a shipped file are left out, so a
+    notebook offers exactly the models that exist. Returns label → model (eval mode)."""
+    from .pretrained import load_pretrained
+
+    if not isinstance(names, dict):
+        names = {name: name for name in names}
+    models = {}
+    for label, name in names.items():
+        try:
+            models[label] = load_pretrained(name, device)[0]
+        except FileNotFoundError:
+            continue
+    return models
+
+
+def gradient_step_comparison(problem, steps: int, step_size: float | None = None) -> dict:
+    """The callback of the K slider: K gradient steps on the last INR layer by autograd
+    and by K stacked attention layers, compared (see
+    :func:`transinr.analysis.gradient_descent_trajectories`); adds ``figure``."""
+    from .figures import gradient_step_figure
+
+    trajectory = analysis.gradient_descent_trajectories(problem, steps, step_size)
+    trajectory["figure"] = gradient_step_figure(trajectory)
+    return trajectory
+
+
+class GradientStepExplorer(_Explorer):
+    """A slider for K: K steps of gradient descent on the last layer of a generated INR
+    (its hidden features frozen), by autograd and by K hand-built attention layers."""
+
+    def __init__(self, problem, max_steps: int = 30, steps: int = 5):
+        import ipywidgets as w
+
+        super().__init__()
+        self.problem = problem
+        # Fixed once, so moving the slider only changes K.
+        self.step_size = analysis.stable_step_size(problem.features, problem.targets.shape[-1])
+        self.steps = w.IntSlider(min(steps, max_steps), 0, max_steps, description="K",
+                                 continuous_update=False)
+        self.steps.observe(lambda _: self.update(), names="value")
+        self.widget = w.VBox([self.steps, self.output])
+        self.update()
+
+    def update(self) -> dict:
+        result = gradient_step_comparison(self.problem, self.steps.value, self.step_size)
+        figure = result.pop("figure")
+        self.last = result
+        self._show(figure)
         return self.last

@@ -333,4 +333,4 @@ def cli_main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli_main(sys.argv[1:])

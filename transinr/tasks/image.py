@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ..coords import make_coord_grid
 from ..data import build_dataset
+from ..distributed import unwrap
 from ..metrics import psnr_per_item
 
 
@@ -45,7 +46,7 @@ class ImageRegression:
         """images (B, 3, H, W) → the generated INRs rendered at ``size`` (default H)."""
         weights = model(images)
         size = size or images.shape[-1]
-        return render_image(model.hyponet, weights, size, size)
+        return render_image(unwrap(model).hyponet, weights, size, size)
 
     def training_loss(self, model, images: torch.Tensor, epoch: int):
         """→ (scalar loss, float PSNR of the batch)."""

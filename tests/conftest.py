@@ -1,0 +1,22 @@
+"""Fixtures shared by the tests."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from .helpers import write_image_folder
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: several processes share the 2 test cores without thrashing."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    return write_image_folder(tmp_path / "images")
