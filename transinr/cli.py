@@ -23,6 +23,8 @@ def _train(args) -> None:
           f"over {results['test_items']} signals")
     if "mean_image_psnr" in results:
         print(f"(predicting the mean training image: {results['mean_image_psnr']:.2f} dB)")
+    if "blank_white_psnr" in results:
+        print(f"(rendering a blank white image: {results['blank_white_psnr']:.2f} dB)")
     print(f"figure: {results['figure']}\nrun folder: {run_dir}")
 
 

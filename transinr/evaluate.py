@@ -78,6 +78,7 @@ def evaluate_run_end(task, model, train_set, test_set, device, config, run_dir: 
         figure = write_image_samples(task, model, test_set, device, run_dir / "samples.png",
                                      config.train.figure_images)
     else:
+        results["blank_white_psnr"] = task.blank_white_psnr(test_set)
         figure = task.write_samples(model, test_set, device, run_dir)
     results["figure"] = str(figure)
     write_json(run_dir / "results.json", results)
@@ -88,7 +89,7 @@ def evaluate_checkpoint(checkpoint_path: str | Path, split: str = "test", device
                         max_items: int | None = None, out_dir: str | Path | None = None,
                         overrides: list[str] | None = None) -> dict:
     """Load a checkpoint (weights-only) and score it on ``split`` of its own dataset."""
-    from .config import config_from_dict, config_to_dict, parse_overrides, _merge
+    from .config import ConfigError, _merge, config_from_dict, config_to_dict, parse_overrides
     from .data import build_dataset
     from .tasks import build_task
     from .train import load_model_from_checkpoint
@@ -96,7 +97,10 @@ def evaluate_checkpoint(checkpoint_path: str | Path, split: str = "test", device
     device = resolve_device(device)
     model, config, checkpoint = load_model_from_checkpoint(checkpoint_path, device)
     if overrides:
-        config = config_from_dict(_merge(config_to_dict(config), parse_overrides(overrides)))
+        changes = parse_overrides(overrides)
+        if "model" in changes or "task" in changes:
+            raise ConfigError("evaluate takes data/train/nvs overrides only: the model is the checkpoint's")
+        config = config_from_dict(_merge(config_to_dict(config), changes))
     task = build_task(config)
     dataset = build_dataset(config, split)
     out_dir = Path(out_dir) if out_dir else Path(checkpoint_path).parent
@@ -108,6 +112,8 @@ def evaluate_checkpoint(checkpoint_path: str | Path, split: str = "test", device
         figure = write_image_samples(task, model, dataset, device, out_dir / f"samples_{split}.png",
                                      config.train.figure_images)
     else:
+        results["blank_white_psnr"] = task.blank_white_psnr(dataset, max_items)
+        results.update(task.evaluation_settings())
         figure = task.write_samples(model, dataset, device, out_dir)
     results["figure"] = str(figure)
     write_json(out_dir / f"evaluation_{split}.json", results)

@@ -1,0 +1,132 @@
+"""Posed-view datasets for novel view synthesis, built from a config.
+
+``build_view_dataset(config, split)`` gives a :class:`PosedViews` (a
+:class:`~transinr.data.learnit.LearnitShapeNet` that knows the epoch schedule):
+
+* ``data.name: shapes3d`` — the embedded procedural chairs / cars / lamps, built into
+  ``$TRANSINR_DATA/shapes3d/64px`` on first use (about 1.5 minutes); smaller
+  resolutions that divide 64 are area-downsampled from it, others are built at their
+  own size. ``data.root`` points at another build (``transinr build-3d --out …``).
+* ``data.name: learnit`` — the learnit ShapeNet data (or anything rendered into its
+  layout by ``transinr render-meshes``) under ``data.root``.
+
+Training items: ``data.n_support`` support views and ``nvs.train_rays`` query rays
+from ``nvs.train_query_views`` other views, all drawn from views
+``0 … nvs.train_views-1``; in the first ``nvs.foreground_epochs`` epochs a share
+``nvs.foreground_fraction`` of the rays hits the object (so the model does not learn
+"everything is white background" first).
+
+Evaluation items (every other split): the first ``data.n_support`` views are the
+support views and the query views are the held-out views ``nvs.train_views …`` (the
+same set whatever the number of support views, so 1- and 2-view scores compare),
+thinned to ``nvs.eval_views`` evenly spaced ones when that cap is set. Objects with
+no view past ``nvs.train_views`` (small home-made sets) are scored on every
+non-support view instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import Config, ConfigError
+from .learnit import LEARNIT_HINT, LearnitShapeNet
+
+EMBEDDED_BUILD_RESOLUTION = 64
+
+
+class PosedViews(LearnitShapeNet):
+    """LearnitShapeNet plus the epoch schedule and fixed held-out query views.
+
+    Extra args:
+        foreground_schedule: (fraction, epochs): ``set_epoch(e)`` sets
+            ``foreground_fraction`` to ``fraction`` while ``e < epochs``, else 0.
+        heldout_from: on evaluation splits, query views are the views with index
+            ``>= heldout_from`` (capped to ``max_query_views`` evenly spaced ones).
+    """
+
+    def __init__(self, *args, foreground_schedule: tuple[float, int] = (0.0, 0),
+                 heldout_from: int | None = None, max_query_views: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.foreground_schedule = foreground_schedule
+        self.heldout_from = heldout_from
+        self.max_query_views = max_query_views
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the training loop before each epoch's DataLoader is built."""
+        if self.query_rays is None:
+            return
+        fraction, epochs = self.foreground_schedule
+        self.foreground_fraction = fraction if epoch < epochs else 0.0
+
+    def query_views_of(self, index: int) -> list[int]:
+        """The held-out views an evaluation item renders (same for 1 and 2 support views)."""
+        views = [v for v in self.objects[index]["views"] if v not in self.support_views]
+        if self.heldout_from is not None:
+            heldout = [v for v in views if v >= self.heldout_from]
+            views = heldout or views
+        if self.max_query_views is not None and len(views) > self.max_query_views:
+            picks = np.linspace(0, len(views) - 1, self.max_query_views).round().astype(int)
+            views = [views[i] for i in picks]
+        return views
+
+    def _choose_views(self, index: int) -> tuple[list[int], list[int]]:
+        if self.split == "train":
+            return super()._choose_views(index)
+        return list(self.support_views), self.query_views_of(index)
+
+    @property
+    def image_size(self) -> int:
+        """Side of the (square) views in pixels, read without touching any RNG."""
+        return int(self._load_views(0, [0]).shape[-1])
+
+
+def _resolution(config: Config) -> int | None:
+    """``data.resolution`` as pixels, or None for the files' own size ("native")."""
+    value = config.data.resolution
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"data.resolution must be a positive number of pixels, got {value}")
+        return value
+    if value == "native":
+        return None
+    raise ValueError(f"data.resolution for view datasets must be pixels or 'native', got {value!r}")
+
+
+def view_dataset_root(config: Config) -> Path:
+    """Where the views of ``config.data`` live (building the embedded set if needed)."""
+    data = config.data
+    if data.root:
+        return Path(data.root).expanduser()
+    if data.name == "shapes3d":
+        from .procedural_shapes import ensure_embedded_3d
+
+        resolution = _resolution(config) or EMBEDDED_BUILD_RESOLUTION
+        if resolution <= EMBEDDED_BUILD_RESOLUTION and EMBEDDED_BUILD_RESOLUTION % resolution == 0:
+            return ensure_embedded_3d(EMBEDDED_BUILD_RESOLUTION)
+        return ensure_embedded_3d(resolution)
+    raise ConfigError(f"dataset 'learnit' needs data.root=PATH. {LEARNIT_HINT}")
+
+
+def build_view_dataset(config: Config, split: str) -> PosedViews:
+    """The posed-view dataset of ``config`` for ``split`` ("train", "val" or "test")."""
+    data, nvs = config.data, config.nvs
+    if data.name not in ("shapes3d", "learnit"):
+        raise ValueError(f"build_view_dataset: data.name must be 'shapes3d' or 'learnit', got {data.name!r}")
+    if nvs.train_views <= data.n_support + nvs.train_query_views - 1:
+        raise ValueError(
+            f"nvs.train_views={nvs.train_views} leaves no room for {data.n_support} support and "
+            f"{nvs.train_query_views} query views per training object"
+        )
+    common = dict(root=view_dataset_root(config), category=data.category, n_support=data.n_support,
+                  resolution=_resolution(config), cache=data.cache_in_memory, near=nvs.near, far=nvs.far,
+                  seed=config.train.seed)
+    if split == "train":
+        return PosedViews(split="train", n_query=nvs.train_query_views, train_views=range(nvs.train_views),
+                          query_rays=nvs.train_rays,
+                          foreground_schedule=(nvs.foreground_fraction, nvs.foreground_epochs), **common)
+    return PosedViews(split=split, n_query="all", heldout_from=nvs.train_views,
+                      max_query_views=nvs.eval_views, **common)
