@@ -78,3 +78,16 @@ def test_attention_on_pixels_crops_padding():
     pixels = attention_on_pixels(tokenizer, attention)
     assert pixels.shape == (2, 178, 178)
     assert torch.allclose(pixels[:, :8, :8].sum((1, 2)), attention[:, 0, 0] * 64 / 81)
+
+
+def test_group_ablation_runs_on_a_tiny_budget(tmp_path, image_folder, one_thread):
+    from transinr.ablation import ablate_groups
+
+    from .helpers import folder_config, write_config_yaml
+
+    config = folder_config(image_folder, max_images=16)
+    path = write_config_yaml(config, tmp_path / "tiny.yaml")
+    rows = ablate_groups(str(path), [1, 4, 64], tmp_path / "figs", tmp_path / "runs", progress=False)
+    assert [r["groups"] for r in rows] == [1, 4, 16]  # capped at the hyponet width 16
+    assert (tmp_path / "figs" / "weight_groups.png").exists()
+    assert "| 16 |" in (tmp_path / "figs" / "weight_groups.md").read_text()
