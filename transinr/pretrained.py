@@ -91,3 +91,22 @@ def load_or_train(name: str, config_name: str | None = None, max_images: int = 2
     train(config, run_dir, device=str(device), evaluate_at_end=False)
     model, config, checkpoint = load_model_from_checkpoint(run_dir / "checkpoint.pt", device)
     return model.eval(), config, {"step": str(checkpoint["step"]), "results": {}, "trained_live": "1"}
+
+
+def cli_main(argv: list[str] | None = None) -> None:
+    """``python -m transinr export CHECKPOINT [NAME]``: ship a run as a pretrained model."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="transinr export", description=cli_main.__doc__)
+    parser.add_argument("checkpoint")
+    parser.add_argument("name", nargs="?", help="file stem (default: the config's name)")
+    parser.add_argument("--out-dir", default=str(PRETRAINED_DIR))
+    args = parser.parse_args(argv)
+    from .checkpoint import safe_load
+
+    checkpoint = safe_load(args.checkpoint)
+    results_path = Path(args.checkpoint).parent / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    name = args.name or checkpoint["config"]["name"]
+    path = export_pretrained(args.checkpoint, Path(args.out_dir) / f"{name}.safetensors", results=results)
+    print(f"{path} ({path.stat().st_size / 2**20:.2f} MiB)")
