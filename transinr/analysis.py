@@ -280,3 +280,138 @@ def generated_weight_statistics(model, images: torch.Tensor) -> list[dict]:
                       "cosine_across_inputs": across,
                       "generated": layer in model.weight_tokens.groups})
     return stats
+
+
+# --------------------------------------------------------------------------------------
+# 6. Learned Init's inner steps, decoded one by one (the counterpart of section 2)
+# --------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def learned_init_step_psnr(model, images: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+    """PSNR on the input image of a Learned Init model after each inner SGD step.
+
+    Index 0 renders the meta-learned initialisation θ₀ (no data seen), index i the
+    weights after i gradient steps on the image's own pixels. ``steps`` defaults to the
+    number the model was evaluated with (``test_inner_steps``); more steps than it was
+    trained for show what happens past the meta-trained horizon. Returns (K + 1, B),
+    comparable row by row with :func:`layerwise_psnr`.
+    """
+    from .tasks.image import render_image
+
+    model.eval()
+    steps = model.test_inner_steps if steps is None else steps
+    size = images.shape[-1]
+    scores = []
+
+    def score(weights: list[torch.Tensor]) -> None:
+        rendered = render_image(model.hyponet, weights, size, size)
+        scores.append(psnr_per_item(rendered, images))
+
+    score(model.initial_weights(images.shape[0]))
+    model(images, steps=steps, on_step=lambda _, weights: score(weights))
+    return torch.stack(scores)
+
+
+# --------------------------------------------------------------------------------------
+# 7. The gradient-step layer on a trained INR's own features
+# --------------------------------------------------------------------------------------
+
+def penultimate_features(hyponet, weights: list[torch.Tensor], coords: torch.Tensor) -> torch.Tensor:
+    """The features the last hyponet layer reads: (B, N, d) after the last ReLU.
+
+    coords: (B, N, in_dim); weights: per layer (B, in+1, out). The hyponet's output is
+    ``transform_output(features @ W_last + b_last)`` with these features.
+    """
+    from .models.hyponets import run_mlp
+
+    hidden = run_mlp(hyponet.encode(coords), weights[:-1])
+    # run_mlp leaves its own last layer linear; in the full MLP a ReLU follows it.
+    return F.relu(hidden)
+
+
+@dataclass
+class LastLayerProblem:
+    """Fit the last INR layer on frozen hidden features: a least-squares problem.
+
+    features: (B, N, d) the generated INR's penultimate features at the N pixels;
+    targets: (B, N, c) the image's pixels; generated: (B, d+1, c) the last layer Trans-INR
+    wrote (bias row last); out_bias: the constant the image hyponet adds to its output.
+    """
+
+    features: torch.Tensor
+    targets: torch.Tensor
+    generated: torch.Tensor
+    out_bias: float
+
+
+@torch.no_grad()
+def last_layer_problem(model, images: torch.Tensor) -> LastLayerProblem:
+    """Real hidden features of a trained image meta-learner on ``images`` (B, 3, H, W)."""
+    from .coords import make_coord_grid
+
+    model.eval()
+    weights = model(images)
+    batch, channels, height, width = images.shape
+    coords = make_coord_grid(height, width, device=images.device, dtype=images.dtype)
+    coords = coords.reshape(1, -1, 2).expand(batch, -1, -1)
+    features = penultimate_features(model.hyponet, weights, coords)
+    targets = images.permute(0, 2, 3, 1).reshape(batch, -1, channels)  # the hyponet's pixel order
+    return LastLayerProblem(features, targets, weights[-1], float(getattr(model.hyponet, "out_bias", 0.0)))
+
+
+def stable_step_size(features: torch.Tensor, channels: int) -> float:
+    """1 / (largest curvature) of the MSE in the last layer: the largest safe fixed step.
+
+    For L = 1/(N c) Σ‖Wᵀh̃ + b₀ − t‖² each column's Hessian is 2/(N c) H̃ᵀH̃; gradient
+    descent with step 1/λ_max decreases L monotonically for every instance of the batch.
+    """
+    augmented = torch.cat([features, features.new_ones(*features.shape[:-1], 1)], dim=-1).double()
+    gram = augmented.transpose(1, 2) @ augmented  # (B, d+1, d+1)
+    curvature = 2.0 * torch.linalg.eigvalsh(gram)[:, -1].max().item() / (features.shape[1] * channels)
+    return 1.0 / curvature
+
+
+def gradient_descent_trajectories(problem: LastLayerProblem, steps: int, step_size: float | None = None,
+                                  start: torch.Tensor | None = None, dtype=torch.float64) -> dict:
+    """K steps of gradient descent on the last layer, twice: by autograd, and by K stacked
+    copies of the hand-built attention layer (:func:`gradient_step_layer`).
+
+    start: (B, d+1, c) the weight both begin from (default zeros: a flat grey image).
+    The comparison runs in ``dtype`` (float64 by default), so any difference left is
+    rounding, not method (about 1e-9 in float64: :func:`gradient_step_layer` holds its
+    step constant −2α/(N c) in float32). Returns numpy arrays:
+      ``psnr_autograd``, ``psnr_attention``: (K + 1, B) PSNR of the fitted layer on the
+        image after each step (index 0: the start);
+      ``max_abs_difference``: (K + 1,) max |W_attention − W_autograd| after each step;
+      ``psnr_generated``: (B,) the PSNR of the last layer Trans-INR generated, for scale;
+      ``step_size``: the step used (default :func:`stable_step_size`).
+    """
+    features, targets = problem.features.to(dtype), problem.targets.to(dtype)
+    hidden, channels, n_pixels = features.shape[-1], targets.shape[-1], features.shape[1]
+    if step_size is None:
+        step_size = stable_step_size(features, channels)
+    weight = features.new_zeros(features.shape[0], hidden + 1, channels) if start is None else start.to(dtype)
+    augmented = torch.cat([features, features.new_ones(*features.shape[:-1], 1)], dim=-1)
+
+    def psnr(w: torch.Tensor) -> torch.Tensor:
+        return psnr_per_item(augmented @ w + problem.out_bias, targets)
+
+    layer = gradient_step_layer(hidden, channels, n_pixels, step_size).to(features)
+    tokens = gradient_tokens(features, targets, weight, problem.out_bias)
+    by_autograd = weight
+    psnr_autograd, psnr_attention, difference = [psnr(weight)], [psnr(weight)], [0.0]
+    for _ in range(steps):
+        # One step each way; the reference needs autograd, the attention layer does not.
+        by_autograd = gradient_descent_reference(features, targets, by_autograd, step_size, 1,
+                                                 problem.out_bias)
+        with torch.no_grad():
+            tokens = layer(tokens)
+        by_attention = weight_from_tokens(tokens, hidden, channels)
+        psnr_autograd.append(psnr(by_autograd))
+        psnr_attention.append(psnr(by_attention))
+        difference.append((by_attention - by_autograd).abs().max().item())
+    return {"psnr_autograd": torch.stack(psnr_autograd).float().cpu().numpy(),
+            "psnr_attention": torch.stack(psnr_attention).float().cpu().numpy(),
+            "max_abs_difference": torch.tensor(difference).numpy(),
+            "psnr_generated": psnr(problem.generated.to(dtype)).float().cpu().numpy(),
+            "step_size": step_size, "steps": steps}

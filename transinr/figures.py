@@ -1,4 +1,5 @@
-"""Paper-style figures from a trained model: ``python -m transinr figures CHECKPOINT``.
+"""Paper-style figures from a trained model: ``python -m transinr figures CHECKPOINT``,
+or every figure of the notebooks from the shipped models: ``python -m transinr figures --all``.
 
 Each figure is written as PNG and PDF into ``figures/`` (or ``--out``) together with
 the numbers it shows (``*.json``), so a figure in the README always comes with the
@@ -14,9 +15,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from . import analysis
-from .viz import save_figure, to_numpy_image
+from .viz import image_rows_figure, save_figure, to_numpy_image
 
 
 def attention_figure(model, images: torch.Tensor, transformer_layer: int = -1):
@@ -51,6 +53,7 @@ def layerwise_figure(scores: dict[str, np.ndarray]):
         mean = values.mean(axis=1)
         ax.plot(range(len(mean)), mean, marker="o", label=label)
     ax.set_xlabel("update step (Transformer layer / gradient step)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("PSNR on the input (dB)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -99,11 +102,198 @@ def write_analysis_figures(checkpoint: str | Path, out_dir: str | Path = "figure
     return {k: str(v) for k, v in written.items()}
 
 
+# --------------------------------------------------------------------------------------
+# Figures of the notebooks, and one command that regenerates all of them:
+#   python -m transinr figures --all [--out figures] [--smoke]
+# --------------------------------------------------------------------------------------
+
+def spread_indices(total: int, count: int) -> list[int]:
+    """``count`` indices spread evenly over ``range(total)``: a varied sample of a split
+    (neighbouring emoji are often variants of one another)."""
+    count = min(count, total)
+    return np.linspace(0, total - 1, count).round().astype(int).tolist()
+
+
+@torch.no_grad()
+def samples_figure(model, images: torch.Tensor, scale: int = 4):
+    """Rows: ground truth, the generated INR at the input's size, and the same INR queried
+    on a ``scale``× finer grid. images: (B, 3, H, W); column titles give each PSNR."""
+    from .metrics import psnr_per_item
+    from .tasks.image import render_image
+
+    model.eval()
+    weights = model(images)
+    size = images.shape[-1]
+    native = render_image(model.hyponet, weights, size, size).clamp(0, 1)
+    finer = render_image(model.hyponet, weights, size * scale, size * scale).clamp(0, 1)
+    titles = [f"{value:.1f} dB" for value in psnr_per_item(native, images).tolist()]
+    return image_rows_figure({"ground truth": images.cpu(), "INR": native.cpu(),
+                              f"INR at {scale}×": finer.cpu()}, titles=titles)
+
+
+def psnr_histogram_figure(per_item: list[float] | np.ndarray, label: str = "Trans-INR"):
+    """Distribution of per-image PSNR over a held-out split, mean marked."""
+    values = np.asarray(per_item, dtype=float)
+    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    ax.hist(values, bins=min(30, max(5, len(values) // 4)), color="tab:blue", alpha=0.8)
+    ax.axvline(values.mean(), color="black", linestyle="--", label=f"mean {values.mean():.2f} dB")
+    ax.set_xlabel("PSNR of the generated INR (dB)")
+    ax.set_ylabel("test images")
+    ax.set_title(f"{label}, {len(values)} held-out images", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def group_attention_figure(model, image: torch.Tensor, inr_layer: int, transformer_layer: int = -1,
+                           max_groups: int = 16):
+    """Where each weight-token group of one INR layer looks (heads averaged): one panel
+    per group, the image underneath. image: (3, H, W)."""
+    result = analysis.weight_token_attention(model, image.unsqueeze(0))
+    maps = result.for_layer(inr_layer)[0, transformer_layer].mean(0)  # (g, gh, gw)
+    groups = min(len(maps), max_groups)
+    heat = analysis.attention_on_pixels(model.tokenizer, maps[:groups]).cpu().numpy()
+    columns = min(groups, 8)
+    rows = -(-groups // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.4 * rows), squeeze=False)
+    picture = to_numpy_image(image)
+    for group, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if group < groups:
+            ax.imshow(picture)
+            # One colour scale for all groups, so brighter means more attention.
+            ax.imshow(heat[group], cmap="inferno", alpha=0.65, vmin=0, vmax=heat.max())
+            ax.set_title(f"group {group}", fontsize=7)
+    fig.suptitle(f"INR layer {inr_layer}: attention of each weight group", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def gradient_step_figure(trajectory: dict):
+    """Left: PSNR of the last layer after each gradient step, by autograd (line) and by
+    stacked attention layers (markers). Right: their largest weight difference per step.
+    trajectory: :func:`transinr.analysis.gradient_descent_trajectories`'s dict."""
+    steps = np.arange(trajectory["steps"] + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.6, 3.0))
+    left.plot(steps, trajectory["psnr_autograd"].mean(1), "-", color="tab:blue", label="gradient descent (autograd)")
+    left.plot(steps, trajectory["psnr_attention"].mean(1), "o", color="tab:orange", fillstyle="none",
+              label="stacked attention layers")
+    left.axhline(trajectory["psnr_generated"].mean(), color="gray", linestyle="--",
+                 label="last layer from Trans-INR")
+    left.set_xlabel("step K")
+    left.set_ylabel("PSNR on the image (dB)")
+    left.legend(fontsize=7)
+    left.grid(alpha=0.3)
+    # A difference of exactly 0 has no place on a log axis; show it at the floor.
+    difference = np.maximum(trajectory["max_abs_difference"], 1e-18)
+    right.semilogy(steps, difference, "o-", color="tab:red")
+    right.set_xlabel("step K")
+    right.set_ylabel("max |W_attention − W_autograd|")
+    right.set_ylim(1e-18, 1.0)
+    right.grid(alpha=0.3)
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    return fig
+
+
+def _load_model(name: str, smoke: bool, device: str, train_live: bool):
+    """A shipped model (name or .safetensors path); if missing, trained live or None."""
+    from .pretrained import load_or_train, load_pretrained
+
+    if train_live:
+        import tempfile
+
+        # A live-trained model is held in memory; its run folder is not worth keeping.
+        with tempfile.TemporaryDirectory(prefix="transinr-live-") as run_dir:
+            return load_or_train(name, max_images=256 if smoke else 20000, run_dir=run_dir, device=device)
+    try:
+        return load_pretrained(name, device)
+    except FileNotFoundError as error:
+        print(f"skipped: {error}")
+        return None
+
+
+def write_all_figures(out_dir: str | Path = "figures", trans_inr: str = "emoji32",
+                      learned_init: str = "emoji32_learned_init", smoke: bool = False,
+                      device: str = "cpu") -> dict:
+    """Every figure the notebooks draw, as PNG + PDF in ``out_dir``, with their numbers
+    in ``figures_numbers.json``.
+
+    trans_inr: a shipped name or .safetensors path; when no such file exists a small
+      model is trained live (as the notebooks do), so the command always completes.
+    learned_init: adds Learned Init's inner steps to the layer-wise figure when that
+      model exists (it is not trained live here).
+    smoke: tiny sizes throughout (CI), e.g. for checking that the command runs.
+    """
+    from .data import build_dataset
+    from .evaluate import evaluate_split
+    from .tasks import build_task
+
+    out_dir = Path(out_dir)
+    model, config, _ = _load_model(trans_inr, smoke, device, train_live=True)
+    test_set = build_dataset(config, "test")
+    sample_count, stat_count = (4, 8) if smoke else (8, 64)
+
+    def images_at(indices):
+        return torch.stack([test_set[i] for i in indices]).to(device)
+
+    samples = images_at(spread_indices(len(test_set), sample_count))
+    stat_images = images_at(range(min(stat_count, len(test_set))))
+    written, numbers = {}, {"trans_inr": str(trans_inr), "smoke": smoke}
+
+    def save(name: str, fig) -> None:
+        written[name] = str(save_figure(fig, out_dir / f"{name}.png", pdf=True))
+
+    save("samples", samples_figure(model, samples))
+    scores = evaluate_split(build_task(config), model, test_set, device, max_items=32 if smoke else None)
+    numbers["test_psnr"] = {key: scores[key] for key in ("psnr_mean", "psnr_std", "n")}
+    save("test_psnr_histogram", psnr_histogram_figure(scores["per_item"]))
+    save("weight_token_attention", attention_figure(model, samples[: min(4, len(samples))]))
+    save("weight_group_attention", group_attention_figure(model, samples[0], inr_layer=0))
+
+    curves = {"Trans-INR (Transformer layers)": analysis.layerwise_psnr(model, stat_images).cpu().numpy()}
+    loaded = _load_model(learned_init, smoke, device, train_live=False) if learned_init else None
+    if loaded is not None:
+        steps = len(curves["Trans-INR (Transformer layers)"]) - 1
+        curves["Learned Init (gradient steps)"] = analysis.learned_init_step_psnr(
+            loaded[0], stat_images, steps=max(steps, loaded[0].test_inner_steps)).cpu().numpy()
+    save("layerwise_decoding", layerwise_figure(curves))
+    numbers["layerwise_psnr_mean"] = {label: values.mean(axis=1).tolist() for label, values in curves.items()}
+
+    problem = analysis.last_layer_problem(model, samples[:1])
+    trajectory = analysis.gradient_descent_trajectories(problem, steps=3 if smoke else 20)
+    save("gradient_step_attention", gradient_step_figure(trajectory))
+    numbers["gradient_step"] = {"steps": trajectory["steps"], "step_size": trajectory["step_size"],
+                                "max_abs_difference": float(trajectory["max_abs_difference"].max()),
+                                "psnr_final": float(trajectory["psnr_autograd"][-1].mean()),
+                                "psnr_generated": float(trajectory["psnr_generated"].mean())}
+
+    stats = analysis.generated_weight_statistics(model, stat_images)
+    save("weight_statistics", weight_statistics_figure(stats))
+    numbers["weight_statistics"] = stats
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "figures_numbers.json").write_text(json.dumps(numbers, indent=2, default=str) + "\n")
+    return written
+
+
 def cli_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="transinr figures", description=__doc__)
-    parser.add_argument("checkpoint", help="an image-regression checkpoint")
+    parser.add_argument("checkpoint", nargs="?", help="an image-regression checkpoint (not with --all)")
+    parser.add_argument("--all", action="store_true",
+                        help="every figure of the notebooks, from the shipped models (see write_all_figures)")
+    parser.add_argument("--trans-inr", default="emoji32", help="with --all: shipped name or .safetensors path")
+    parser.add_argument("--learned-init", default="emoji32_learned_init",
+                        help="with --all: shipped name or .safetensors path ('' to leave it out)")
+    parser.add_argument("--smoke", action="store_true", help="with --all: tiny sizes, for a quick check")
     parser.add_argument("--out", default="figures")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    for name, path in write_analysis_figures(args.checkpoint, args.out, device=args.device).items():
+    if args.all == (args.checkpoint is not None):
+        parser.error("give either a checkpoint or --all")
+    if args.all:
+        written = write_all_figures(args.out, args.trans_inr, args.learned_init, args.smoke, args.device)
+    else:
+        written = write_analysis_figures(args.checkpoint, args.out, device=args.device)
+    for name, path in written.items():
         print(f"{name}: {path}")

@@ -86,10 +86,11 @@ def load_or_train(name: str, config_name: str | None = None, max_images: int = 2
     except FileNotFoundError:
         pass
     config = load_config(config_name or name, [f"train.max_images={max_images}", "train.eval_every=null"])
-    run_dir = Path(run_dir or tempfile.mkdtemp(prefix=f"transinr-{config.name}-"))
-    print(f"no shipped model {name!r}: training {config.name} live on {max_images} signals in {run_dir}")
-    train(config, run_dir, device=str(device), evaluate_at_end=False)
-    model, config, checkpoint = load_model_from_checkpoint(run_dir / "checkpoint.pt", device)
+    print(f"no shipped model {name!r}: training {config.name} live on {max_images} signals")
+    with tempfile.TemporaryDirectory(prefix=f"transinr-{config.name}-") as scratch:
+        folder = Path(run_dir) if run_dir else Path(scratch)
+        train(config, folder, device=str(device), evaluate_at_end=False)
+        model, config, checkpoint = load_model_from_checkpoint(folder / "checkpoint.pt", device)
     return model.eval(), config, {"step": str(checkpoint["step"]), "results": {}, "trained_live": "1"}
 
 

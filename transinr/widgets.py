@@ -103,10 +103,14 @@ class ImageRegressionExplorer(_Explorer):
         self.model_name = w.Dropdown(options=list(models), description="model")
         self.upload = w.FileUpload(accept="image/*", multiple=False, description="your image")
         self.uploaded: torch.Tensor | None = None
-        for control in (self.index, self.model_name):
-            control.observe(lambda _: self.update(), names="value")
+        self.index.observe(self._on_index, names="value")
+        self.model_name.observe(lambda _: self.update(), names="value")
         self.upload.observe(self._on_upload, names="value")
         self.widget = w.VBox([w.HBox([self.index, self.model_name, self.upload]), self.output])
+        self.update()
+
+    def _on_index(self, change) -> None:
+        self.uploaded = None  # picking a test image leaves the uploaded one
         self.update()
 
     def _on_upload(self, change) -> None:
@@ -189,6 +193,15 @@ class AttentionExplorer(_Explorer):
 # --------------------------------------------------------------------------------------
 # Models for the notebooks, and the gradient-step explorer of notebook 04
 # --------------------------------------------------------------------------------------
+
+def show(figure) -> None:
+    """Display a matplotlib figure in the notebook once, then free it."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    display(figure)
+    plt.close(figure)
+
 
 def shipped_models(names: dict[str, str] | list[str], device="cpu") -> dict:
     """The shipped pretrained models among ``names`` (label → shipped name, or a list of
