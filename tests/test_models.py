@@ -150,3 +150,17 @@ def test_tiny_model_overfits_one_batch():
         loss.backward()
         optimizer.step()
     assert psnr > start + 6.0, f"PSNR only went from {start:.2f} to {psnr:.2f} dB"
+
+
+def test_shared_coordinates_give_the_same_output_as_expanded_ones():
+    hyponet = ImageHyponet(depth=3, width=8, pe_dim=8, pe_sigma=4.0)
+    weights = [torch.randn(4, *shape, requires_grad=True) for shape in hyponet.layer_shapes]
+    grid = make_coord_grid(5, 6)
+    shared = hyponet(grid[None], weights)
+    expanded = hyponet(grid.expand(4, 5, 6, 2), weights)
+    assert shared.shape == (4, 5, 6, 3)
+    assert torch.allclose(shared, expanded, atol=1e-5)
+    grads_shared = torch.autograd.grad(shared.square().sum(), weights)
+    grads_expanded = torch.autograd.grad(expanded.square().sum(), weights)
+    for a, b in zip(grads_shared, grads_expanded):
+        assert torch.allclose(a, b, atol=1e-4)

@@ -38,15 +38,31 @@ class FourierFeatures(nn.Module):
         return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
 
 
+def shared_input_layer(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """One input (N, in) through B different layers (B, in + 1, out) → (B, N, out).
+
+    The B weight matrices side by side make one (in, B·out) matrix, so this is a single
+    large matmul instead of B small ones on B copies of the same input.
+    """
+    batch, fan_in_plus_one, fan_out = weight.shape
+    side_by_side = weight[:, :-1].permute(1, 0, 2).reshape(fan_in_plus_one - 1, batch * fan_out)
+    out = (x @ side_by_side).view(x.shape[0], batch, fan_out).transpose(0, 1)
+    return out + weight[:, -1:, :]
+
+
 def run_mlp(x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
     """Batched MLP with ReLU between layers and none after the last.
 
-    x: (B, N, in_0); weights[l]: (B, in_l + 1, out_l) → (B, N, out_last).
+    x: (B, N, in_0), or (1, N, in_0) when all B INRs read the same inputs (an image
+    grid); weights[l]: (B, in_l + 1, out_l) → (B, N, out_last).
     """
     last = len(weights) - 1
     for index, weight in enumerate(weights):
-        # baddbmm fuses ``bias + x @ W`` into one kernel.
-        x = torch.baddbmm(weight[:, -1:, :], x, weight[:, :-1, :])
+        if x.shape[0] == 1 and weight.shape[0] > 1:
+            x = shared_input_layer(x[0], weight)
+        else:
+            # baddbmm fuses ``bias + x @ W`` into one kernel.
+            x = torch.baddbmm(weight[:, -1:, :], x, weight[:, :-1, :])
         if index < last:
             x = F.relu(x)
     return x
@@ -78,11 +94,12 @@ class MLPHyponet(nn.Module):
         return x
 
     def forward(self, coords: torch.Tensor, weights: list[torch.Tensor], **extra) -> torch.Tensor:
-        """coords: (B, ..., in_dim); weights: per layer (B, in+1, out) → (B, ..., out_dim)."""
-        batch, *spatial, _ = coords.shape
-        features = self.encode(coords.reshape(batch, -1, self.in_dim), **extra)
+        """coords: (B, ..., in_dim), or (1, ..., in_dim) shared by all B INRs (encoded
+        once); weights: per layer (B, in+1, out) → (B, ..., out_dim)."""
+        coord_batch, *spatial, _ = coords.shape
+        features = self.encode(coords.reshape(coord_batch, -1, self.in_dim), **extra)
         out = run_mlp(features, weights)
-        return self.transform_output(out).view(batch, *spatial, -1)
+        return self.transform_output(out).reshape(weights[0].shape[0], *spatial, -1)
 
 
 class ImageHyponet(MLPHyponet):

@@ -37,8 +37,8 @@ def image_reconstruction_losses(hyponet: nn.Module, images: torch.Tensor) -> Los
     (B, in+1, out)) to (B,) per-image mean squared errors over every pixel.
     """
     batch, _, height, width = images.shape
-    coords = make_coord_grid(height, width, device=images.device, dtype=images.dtype)
-    coords = coords.expand(batch, height, width, 2)
+    # One grid shared by all B INRs (the hyponet encodes it once).
+    coords = make_coord_grid(height, width, device=images.device, dtype=images.dtype).unsqueeze(0)
     target = images.permute(0, 2, 3, 1)  # (B, H, W, C), the hyponet's layout
 
     def losses(weights: list[torch.Tensor]) -> torch.Tensor:

@@ -16,9 +16,9 @@ def render_image(hyponet, weights: list[torch.Tensor], height: int, width: int) 
 
     Any size works: the INR is a continuous function of the coordinates.
     """
-    batch = weights[0].shape[0]
     coords = make_coord_grid(height, width, device=weights[0].device, dtype=weights[0].dtype)
-    out = hyponet(coords.expand(batch, height, width, 2), weights)  # (B, H, W, C)
+    # One grid for all B INRs: its Fourier features are computed once.
+    out = hyponet(coords.unsqueeze(0), weights)  # (B, H, W, C)
     return out.permute(0, 3, 1, 2)
 
 
