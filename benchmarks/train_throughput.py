@@ -16,8 +16,9 @@ import resource
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
+from torch.utils.flop_counter import FlopCounterMode
 
+from common import matmul_peak_gflops, register_cpu_attention_flops, sync
 from transinr.config import load_config
 from transinr.models import build_model
 from transinr.runtime import resolve_device
@@ -27,52 +28,6 @@ from transinr.train import build_optimizer
 # Reference measured on a 2-core machine of the kind this kit is developed on: the
 # paper's implementation of the emoji32_bench step at batch 32.
 REFERENCE_IMAGES_PER_SECOND = 17.5
-
-
-def _register_cpu_attention_flops() -> None:
-    """flop_counter knows the CUDA attention kernels but not the CPU one; count it the same way."""
-    aten = torch.ops.aten
-    cpu_kernel = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    cpu_backward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
-    if cpu_kernel is None:
-        return
-
-    # Formulas receive the shapes of the arguments, not the tensors.
-    def forward_flops(query, key, value, *args, **kwargs) -> int:
-        b, h, n, d = query
-        m = key[-2]
-        return 2 * b * h * n * m * d * 2  # QKᵀ and (softmax)·V
-
-    def backward_flops(grad_out, query, key, value, *args, **kwargs) -> int:
-        b, h, n, d = query
-        m = key[-2]
-        return 2 * b * h * n * m * d * 4  # recompute QKᵀ is not counted; dQ, dK, dV, dP
-
-    try:
-        register_flop_formula(cpu_kernel)(forward_flops)
-        if cpu_backward is not None:
-            register_flop_formula(cpu_backward)(backward_flops)
-    except Exception:  # already registered by a newer torch
-        pass
-
-
-def matmul_peak_gflops(device: torch.device, size: int = 4096, repeats: int = 5) -> float:
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def synthetic_batch(config, batch_size: int, device):
@@ -100,7 +55,7 @@ def measure(config_name: str, overrides: list[str], batch_size: int | None, step
         loss.backward()
         optimizer.step()
 
-    _register_cpu_attention_flops()
+    register_cpu_attention_flops()
     with FlopCounterMode(display=False) as counter:
         with autocast:
             loss, _ = task.training_loss(model, images, 0)
@@ -109,13 +64,13 @@ def measure(config_name: str, overrides: list[str], batch_size: int | None, step
 
     for _ in range(warmup):
         step()
-    _sync(device)
+    sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(device)
+    sync(device)
     seconds = (time.perf_counter() - start) / steps
     peak_memory = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
                    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
