@@ -1,0 +1,218 @@
+"""Notebook 02's callbacks (posed views in, a NeRF out), on a tiny procedural set in tmp.
+
+Geometry is checked with a known radiance field — a black ball of radius 0.5 at the
+origin — so that what a render should show can be computed by hand; the model-side
+callbacks run a tiny untrained Trans-INR.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from transinr import nvs_widgets
+from transinr.config import Config
+from transinr.data.procedural_shapes import build_embedded_3d
+from transinr.data.views import build_view_dataset
+from transinr.models import build_model
+from transinr.render import pose_spherical
+
+SIZE = 16
+BALL_RADIUS = 0.5
+
+
+class BallNeRF(torch.nn.Module):
+    """A radiance field with no weights of its own: a black ball at the origin, empty elsewhere."""
+
+    def forward(self, points: torch.Tensor, weights, **extra) -> torch.Tensor:
+        inside = (points.norm(dim=-1, keepdim=True) < BALL_RADIUS).float()
+        return torch.cat([torch.zeros_like(points), 60.0 * inside], dim=-1)
+
+
+@pytest.fixture(scope="module")
+def views_root(tmp_path_factory):
+    """2 procedural chairs (1 train, 1 test), 4 views of 16 px; view 3 is held out."""
+    root = tmp_path_factory.mktemp("views")
+    build_embedded_3d(root, n_objects_per_category=2, n_views=4, resolution=SIZE, categories=("chair",))
+    return root
+
+
+def tiny_config(root, n_support: int = 1) -> Config:
+    config = Config(name=f"tiny_nvs_{n_support}view", task="nvs")
+    config.data.name, config.data.root, config.data.category = "learnit", str(root), "chair"
+    config.data.resolution, config.data.n_support = SIZE, n_support
+    m = config.model
+    m.dim, m.depth, m.n_heads, m.head_dim, m.mlp_dim = 32, 2, 2, 16, 64
+    m.patch_size, m.padding, m.n_groups = 8, 0, 4
+    m.hyponet.depth, m.hyponet.width, m.hyponet.pe_dim, m.hyponet.pe_sigma = 3, 16, 24, 8.0
+    n = config.nvs
+    n.near, n.far, n.n_samples, n.train_views = 3.0, 5.0, 8, 3
+    n.tto_steps, n.tto_rays, n.tto_lr, n.turntable_frames = 2, 32, 1e-2, 3
+    return config
+
+
+def viewed(root, n_support: int = 1, seed: int = 0) -> nvs_widgets.ViewedObject:
+    config = tiny_config(root, n_support)
+    torch.manual_seed(seed)
+    model = build_model(config, SIZE)
+    return nvs_widgets.ViewedObject.from_dataset(model, config, build_view_dataset(config, "test"), 0,
+                                                 label=f"{n_support} view")
+
+
+@pytest.fixture(scope="module")
+def ball(views_root) -> nvs_widgets.ViewedObject:
+    """The test chair's cameras around the known ball field."""
+    obj = viewed(views_root)
+    return nvs_widgets.ViewedObject(BallNeRF(), obj.task, obj.batch, [torch.zeros(1, 1, 1)], "ball")
+
+
+def dark_fraction(image: np.ndarray) -> float:
+    return float((image.mean(-1) < 0.5).mean())
+
+
+# ------------------------------------------------------------------ the camera sliders
+
+
+def test_an_orbit_view_is_rendered_from_the_requested_camera(ball):
+    azimuth, elevation, radius = ball.support_orbit
+    assert radius == pytest.approx(4.0, abs=1e-4)  # the procedural set's cameras
+    result = nvs_widgets.render_orbit_view(ball, 30.0, 20.0, radius, size=12, n_samples=16)
+    assert result["image"].shape == (12, 12, 3) and result["image"].dtype == np.float32
+    assert 0.0 <= result["image"].min() and result["image"].max() <= 1.0
+    assert torch.allclose(result["pose"], pose_spherical(30.0, 20.0, radius))
+    assert result["seconds"] > 0 and result["n_samples"] == 16
+    assert 0.05 < dark_fraction(result["image"]) < 0.3  # the ball, on white, seen whole
+
+
+def test_a_smaller_preview_keeps_the_field_of_view(ball):
+    # The ball covers the same share of the picture at 32 and 16 px: the focal length scales
+    # with the size (with the 16 px focal length, a 32 px render would show a quarter of it).
+    azimuth, elevation, radius = ball.support_orbit
+    large = nvs_widgets.render_orbit_view(ball, azimuth, elevation, radius, size=32, n_samples=64)["image"]
+    small = nvs_widgets.render_orbit_view(ball, azimuth, elevation, radius, size=16, n_samples=64)["image"]
+    assert dark_fraction(large) == pytest.approx(dark_fraction(small), abs=0.03)
+    assert ball.focal_at(32) == pytest.approx(2 * float(ball.batch["focal"][0]))
+
+
+def test_the_depth_window_moves_with_the_camera(ball):
+    near, far = float(ball.batch["near"][0]), float(ball.batch["far"][0])
+    assert ball.depth_window(6.0) == pytest.approx((near + 2.0, far + 2.0), abs=1e-4)
+    assert ball.depth_window(0.5)[0] == nvs_widgets.MIN_NEAR  # never behind the camera
+    # From 6 units away the ball (depths 5.5–6.5) lies outside the views' window [3, 5] and is
+    # seen only because the window follows; its area falls with the square of the distance.
+    close = dark_fraction(nvs_widgets.render_orbit_view(ball, 0.0, 10.0, 4.0, size=32, n_samples=64)["image"])
+    far_away = dark_fraction(nvs_widgets.render_orbit_view(ball, 0.0, 10.0, 6.0, size=32, n_samples=64)["image"])
+    assert far_away > 0
+    assert far_away / close == pytest.approx((4.0 / 6.0) ** 2, rel=0.3)
+
+
+# ------------------------------------------------------------------ the object in 3D
+
+
+def test_the_dense_points_are_exactly_the_ball(ball):
+    grid = 20
+    points, colours = nvs_widgets.density_point_cloud(ball, grid=grid)
+    axis = np.linspace(-1.0, 1.0, grid, dtype=np.float32)
+    lattice = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    assert len(points) == (np.linalg.norm(lattice, axis=-1) < BALL_RADIUS).sum() > 0
+    assert np.linalg.norm(points, axis=-1).max() < BALL_RADIUS
+    assert colours.shape == points.shape and np.allclose(colours, 0.0)
+    assert len(nvs_widgets.density_point_cloud(ball, grid=grid, max_points=10)[0]) == 10
+
+
+def test_the_scene_holds_the_object_the_support_cameras_and_the_novel_camera(views_root, ball):
+    go = pytest.importorskip("plotly.graph_objects")
+    two = viewed(views_root, n_support=2)
+    points, colours = nvs_widgets.density_point_cloud(ball, grid=12)
+    pose = pose_spherical(75.0, 15.0, 4.5)
+    figure = nvs_widgets.scene_figure(two, pose, points, colours)
+    assert isinstance(figure, go.Figure)
+    names = [trace.name for trace in figure.data]
+    assert names[1:] == ["support view 1", "support view 2", "novel view"] and names[0].startswith("object")
+    novel = figure.data[-1]
+    assert np.allclose([novel.x[0], novel.y[0], novel.z[0]], pose[:3, 3].numpy(), atol=1e-5)  # apex
+    support = figure.data[1]
+    assert np.allclose([support.x[0], support.y[0], support.z[0]], two.support_poses[0, :3, 3].numpy(), atol=1e-5)
+    assert len(nvs_widgets.scene_figure(two).data) == 2  # cameras only, no novel view, no points
+
+
+# ------------------------------------------------------------------ held-out views and TTO
+
+
+def test_held_out_psnr_is_the_evaluation_score(views_root):
+    obj = viewed(views_root)
+    result = nvs_widgets.heldout_views(obj)
+    assert result["rendered"].shape == result["truth"].shape == obj.batch["query_rgb"][0].shape
+    assert result["psnr_mean"] == pytest.approx(obj.task.psnr(obj.model, obj.batch).item(), abs=1e-4)
+    assert math.isfinite(result["psnr_mean"])
+
+
+def test_test_time_optimisation_gives_a_new_object_and_keeps_the_old(views_root):
+    obj = viewed(views_root)
+    kept = [w.clone() for w in obj.weights]
+    tuned = obj.optimised(steps=2, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(obj.weights, kept))
+    assert any(not torch.equal(a, b) for a, b in zip(tuned.weights, obj.weights))
+    assert tuned.batch is obj.batch and "TTO (2 steps)" in tuned.label
+    assert all(torch.equal(a, b) for a, b in zip(obj.optimised(steps=0).weights, obj.weights))
+
+
+def test_one_and_two_views_are_compared_on_the_same_held_out_views(views_root):
+    one, two = viewed(views_root, 1), viewed(views_root, 2)
+    assert torch.equal(one.batch["query_rgb"], two.batch["query_rgb"])
+    comparison = nvs_widgets.compare_heldout({"1 view": one, "2 views": two}, max_views=1, n_samples=8)
+    assert set(comparison["psnr"]) == {"1 view", "2 views"}
+    assert comparison["views"]["2 views"]["rendered"].shape == (1, 3, SIZE, SIZE)
+    # Rows: ground truth, then each NeRF; columns: 1 held-out view + up to 2 support views.
+    assert len(comparison["figure"].axes) == 3 * 3
+    assert "ViewedObject" not in str(one) and "1 support view" in str(one)
+
+
+def test_an_object_outside_the_split_is_named(views_root):
+    config = tiny_config(views_root)
+    with pytest.raises(IndexError, match="object 5 is not in the test split"):
+        nvs_widgets.ViewedObject.from_dataset(build_model(config, SIZE), config,
+                                              build_view_dataset(config, "test"), 5)
+
+
+# ------------------------------------------------------------------ turntable
+
+
+def test_turntable_frames_circle_the_object_and_make_a_gif(ball):
+    frames = nvs_widgets.turntable_frames(ball, n_frames=4, size=12, n_samples=16)
+    assert len(frames) == 4 and frames[0].shape == (12, 12, 3) and frames[0].dtype == np.uint8
+    azimuth, _, radius = ball.support_orbit
+    first = nvs_widgets.render_orbit_view(ball, azimuth, 30.0, radius, size=12, n_samples=16)["image"]
+    assert np.abs(frames[0].astype(float) / 255 - first).max() < 1e-2  # starts at the support camera
+    # The ball looks the same from everywhere (the GIF would merge equal frames): distinct frames.
+    distinct = [np.full((12, 12, 3), 60 * k, dtype=np.uint8) for k in range(4)]
+    with Image.open(io.BytesIO(nvs_widgets.gif_bytes(distinct))) as gif:
+        assert gif.n_frames == 4 and gif.size == (132, 132)  # enlarged ×11 to at least 128 px
+    assert len(nvs_widgets.turntable_frames(ball, size=8, n_samples=4)) == 3  # nvs.turntable_frames
+
+
+# ------------------------------------------------------------------ the explorer
+
+
+def test_the_explorer_rerenders_when_a_slider_moves(views_root, ball):
+    pytest.importorskip("ipywidgets")
+    go = pytest.importorskip("plotly.graph_objects")
+    explorer = nvs_widgets.ViewSynthesisExplorer({"ball": ball, "2 views": viewed(views_root, 2)},
+                                                 size=10, n_samples=8, grid=8)
+    assert explorer.azimuth.continuous_update is False and explorer.last["label"] == "ball"
+    explorer.azimuth.value = 90.0
+    result = explorer.last
+    assert result["azimuth"] == 90.0 and result["image"].shape == (10, 10, 3) and result["seconds"] > 0
+    assert torch.allclose(result["pose"], pose_spherical(90.0, explorer.elevation.value, explorer.radius.value))
+    assert isinstance(result["scene"], go.Figure) and result["scene"].data[-1].name == "novel view"
+    explorer.radius.value = 5.0
+    assert explorer.last["far"] == pytest.approx(float(ball.batch["far"][0]) + 1.0, abs=1e-3)
+    explorer.nerf.value = "2 views"
+    assert explorer.last["label"] == "2 views" and set(explorer._clouds) == {"ball", "2 views"}
+    with pytest.raises(ValueError, match="at least one"):
+        nvs_widgets.ViewSynthesisExplorer({})
