@@ -94,3 +94,21 @@ def last_logged_step(run_dir: Path) -> int:
 def loss_curve(run_dir: Path) -> list[tuple[int, float]]:
     """(step, loss) of every training line of ``metrics.jsonl``."""
     return [(record["step"], record["loss"]) for record in read_metrics(run_dir) if "loss" in record]
+
+
+def tiny_nvs_config(root, n_support: int = 1, size: int = 16, train_views: int = 4,
+                    tto_steps: int = 3, turntable_frames: int = 4) -> Config:
+    """A tiny Trans-INR for posed views of a fabricated learnit folder at ``root``."""
+    config = Config(name=f"tiny_nvs_{n_support}view", task="nvs")
+    config.data.name, config.data.root, config.data.category = "learnit", str(root), "chair"
+    config.data.resolution, config.data.n_support = size, n_support
+    m = config.model
+    m.dim, m.depth, m.n_heads, m.head_dim, m.mlp_dim = 32, 2, 2, 16, 64
+    m.patch_size, m.padding, m.n_groups = 8, 0, 4
+    m.hyponet.depth, m.hyponet.width, m.hyponet.pe_dim, m.hyponet.pe_sigma = 3, 16, 24, 8.0
+    n = config.nvs
+    n.near, n.far, n.n_samples, n.train_rays, n.train_views = 3.0, 5.0, 8, 16, train_views
+    n.tto_steps, n.tto_rays, n.tto_lr, n.turntable_frames = tto_steps, 32, 1e-2, turntable_frames
+    t = config.train
+    t.batch_size, t.max_images, t.lr, t.checkpoint_every, t.device = 2, 6, 1e-3, 1000, "cpu"
+    return config

@@ -20,6 +20,8 @@ from transinr.tasks.nvs import render_novel_view
 from transinr.train import train
 from transinr.tto import optimise_on_support_views, support_mse, support_rays
 
+from . import helpers
+
 SIZE = 16
 N_VIEWS = 6
 TRAIN_VIEWS = 4  # views 4 and 5 are held out
@@ -34,19 +36,7 @@ def views_root(tmp_path_factory):
 
 
 def tiny_nvs_config(root, n_support: int = 1) -> Config:
-    config = Config(name="tiny_nvs", task="nvs")
-    config.data.name, config.data.root, config.data.category = "learnit", str(root), "chair"
-    config.data.resolution, config.data.n_support = SIZE, n_support
-    m = config.model
-    m.dim, m.depth, m.n_heads, m.head_dim, m.mlp_dim = 32, 2, 2, 16, 64
-    m.patch_size, m.padding, m.n_groups = 8, 0, 4
-    m.hyponet.depth, m.hyponet.width, m.hyponet.pe_dim, m.hyponet.pe_sigma = 3, 16, 24, 8.0
-    n = config.nvs
-    n.near, n.far, n.n_samples, n.train_rays, n.train_views = 3.0, 5.0, 8, 16, TRAIN_VIEWS
-    n.tto_steps, n.tto_rays, n.tto_lr, n.turntable_frames = 3, 32, 1e-2, 4
-    t = config.train
-    t.batch_size, t.max_images, t.lr, t.checkpoint_every, t.device = 2, 6, 1e-3, 1000, "cpu"
-    return config
+    return helpers.tiny_nvs_config(root, n_support, SIZE, TRAIN_VIEWS)
 
 
 def first_batch(dataset, n: int):

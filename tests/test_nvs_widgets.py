@@ -22,6 +22,8 @@ from transinr.data.views import build_view_dataset
 from transinr.models import build_model
 from transinr.render import pose_spherical
 
+from . import helpers
+
 SIZE = 16
 BALL_RADIUS = 0.5
 
@@ -43,17 +45,7 @@ def views_root(tmp_path_factory):
 
 
 def tiny_config(root, n_support: int = 1) -> Config:
-    config = Config(name=f"tiny_nvs_{n_support}view", task="nvs")
-    config.data.name, config.data.root, config.data.category = "learnit", str(root), "chair"
-    config.data.resolution, config.data.n_support = SIZE, n_support
-    m = config.model
-    m.dim, m.depth, m.n_heads, m.head_dim, m.mlp_dim = 32, 2, 2, 16, 64
-    m.patch_size, m.padding, m.n_groups = 8, 0, 4
-    m.hyponet.depth, m.hyponet.width, m.hyponet.pe_dim, m.hyponet.pe_sigma = 3, 16, 24, 8.0
-    n = config.nvs
-    n.near, n.far, n.n_samples, n.train_views = 3.0, 5.0, 8, 3
-    n.tto_steps, n.tto_rays, n.tto_lr, n.turntable_frames = 2, 32, 1e-2, 3
-    return config
+    return helpers.tiny_nvs_config(root, n_support, SIZE, train_views=3, tto_steps=2, turntable_frames=3)
 
 
 def viewed(root, n_support: int = 1, seed: int = 0) -> nvs_widgets.ViewedObject:
