@@ -61,9 +61,9 @@ def write_image_samples(task, model, test_set, device, path: Path, n: int = 8) -
 
 
 def evaluate_run_end(task, model, train_set, test_set, device, config, run_dir: Path,
-                     train_seconds: float, steps: int) -> dict:
+                     train_seconds: float, steps: int, progress: bool = True) -> dict:
     """Score the finished model on the whole held-out split and write results + figure."""
-    scores = evaluate_split(task, model, test_set, device, None, config.train.batch_size, progress=True)
+    scores = evaluate_split(task, model, test_set, device, None, config.train.batch_size, progress=progress)
     results = {
         "config": config.name,
         "steps": steps,

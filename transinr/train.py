@@ -333,7 +333,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, group: ProcessGr
     if not evaluate_at_end or not main:
         return {"step": step, "train_seconds": elapsed}
     results = evaluate_run_end(task, model, train_set, test_set, device, config, run_dir,
-                               train_seconds=elapsed, steps=step)
+                               train_seconds=elapsed, steps=step, progress=progress)
     log.write({"step": step, "split": "test", "psnr": results["test_psnr_mean"],
                "train_seconds": round(elapsed, 3)})
     return results
