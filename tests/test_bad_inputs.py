@@ -184,7 +184,7 @@ def test_bad_config_file_through_the_installed_command(tmp_path):
     """The real entry point, in a subprocess: status 2 and one line, no traceback."""
     config_path = tmp_path / "typo.yaml"
     config_path.write_text("name: typo\ntrain:\n  epochs: 1\n  batchsize: 8\n")
-    result = run_cli("train", str(config_path), "--run-dir", str(tmp_path / "run"), timeout=60)
+    result = run_cli("train", str(config_path), "--run-dir", str(tmp_path / "run"), timeout=300)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(f"error: {config_path}: train: unknown key(s) 'batchsize'")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
