@@ -214,6 +214,32 @@ def _load_model(name: str, smoke: bool, device: str, train_live: bool):
         return None
 
 
+def _view_synthesis_figures(save, out_dir: Path, device: str, index: int = 0) -> dict:
+    """Notebook 02's figures from the shipped 1- and 2-view NeRF models (skipped, with a
+    message, when they are not shipped): 1 vs 2 input views, before and after test-time
+    optimisation, and a turntable GIF."""
+    from . import nvs_widgets
+    from .data import build_dataset
+
+    loaded = {label: _load_model(name, False, device, train_live=False)
+              for label, name in (("1 view", "shapes3d_chairs_1view"), ("2 views", "shapes3d_chairs_2view"))}
+    if any(value is None for value in loaded.values()):
+        return {}
+    objects = {}
+    for label, (model, config, _) in loaded.items():
+        dataset = build_dataset(config, "test")
+        objects[label] = nvs_widgets.ViewedObject.from_dataset(model, config, dataset, index, device, label)
+    views = nvs_widgets.compare_heldout(objects)
+    save("view_synthesis_1_vs_2_views", views["figure"])
+    optimised = {label: objects[label].optimised(label=f"{label} + TTO") for label in objects}
+    tto = nvs_widgets.compare_heldout({**objects, **{o.label: o for o in optimised.values()}})
+    save("view_synthesis_tto", tto["figure"])
+    gif = out_dir / "view_synthesis_turntable.gif"
+    gif.parent.mkdir(parents=True, exist_ok=True)
+    gif.write_bytes(nvs_widgets.gif_bytes(nvs_widgets.turntable_frames(optimised["2 views"])))
+    return {"view_synthesis_object": index, "view_synthesis_psnr": tto["psnr"]}
+
+
 def write_all_figures(out_dir: str | Path = "figures", trans_inr: str = "emoji32",
                       learned_init: str = "emoji32_learned_init", smoke: bool = False,
                       device: str = "cpu") -> dict:
@@ -272,6 +298,8 @@ def write_all_figures(out_dir: str | Path = "figures", trans_inr: str = "emoji32
     stats = analysis.generated_weight_statistics(model, stat_images)
     save("weight_statistics", weight_statistics_figure(stats))
     numbers["weight_statistics"] = stats
+    if not smoke:
+        numbers.update(_view_synthesis_figures(save, out_dir, device))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "figures_numbers.json").write_text(json.dumps(numbers, indent=2, default=str) + "\n")
     return written
