@@ -175,7 +175,9 @@ class ImageFileDataset(Dataset):
         return "unreadable earlier, readable now (a flaky disk or network file system?)"
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({len(self.files)} images, resolution={self.resolution})"
+        split = f"split={self.split!r}, " if hasattr(self, "split") else ""
+        root = f", root='{self.root}'" if hasattr(self, "root") else ""
+        return f"{type(self).__name__}({split}{len(self.files)} images, resolution={self.resolution}{root})"
 
 
 class CelebA(ImageFileDataset):
@@ -257,12 +259,6 @@ class CelebA(ImageFileDataset):
         if square.shape[0] != self.resolution:
             square = resize_shorter_side(square, self.resolution)
         return square
-
-    def __repr__(self) -> str:
-        return (
-            f"CelebA(split={self.split!r}, {len(self.files)} images, "
-            f"resolution={self.resolution}, root='{self.root}')"
-        )
 
 
 class Imagenette(ImageFileDataset):
@@ -359,12 +355,6 @@ class Imagenette(ImageFileDataset):
             img = resize_shorter_side(img, self.resolution)
         return img
 
-    def __repr__(self) -> str:
-        return (
-            f"Imagenette(split={self.split!r}, {len(self.files)} images, "
-            f"resolution={self.resolution}, root='{self.root}')"
-        )
-
 
 class ImageFolder(ImageFileDataset):
     """Every image under ``root`` (recursively): resize shorter side, then centre crop.
@@ -423,12 +413,6 @@ class ImageFolder(ImageFileDataset):
 
     def _transform(self, img: np.ndarray, index: int) -> np.ndarray:
         return center_crop(resize_shorter_side(img, self.resolution), self.resolution)
-
-    def __repr__(self) -> str:
-        return (
-            f"ImageFolder(split={self.split!r}, {len(self.files)} images, "
-            f"resolution={self.resolution}, root='{self.root}')"
-        )
 
 
 # ----------------------------------------------------------------------------- helpers
