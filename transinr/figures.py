@@ -76,32 +76,6 @@ def weight_statistics_figure(stats: list[dict]):
     return fig
 
 
-def write_analysis_figures(checkpoint: str | Path, out_dir: str | Path = "figures", n_images: int = 6,
-                           n_stat_images: int = 64, device: str = "cpu") -> dict:
-    """Attention, layer-wise decoding and weight-statistics figures for an image checkpoint."""
-    from .data import build_dataset
-    from .train import load_model_from_checkpoint
-
-    model, config, _ = load_model_from_checkpoint(checkpoint, device)
-    model.eval()
-    test_set = build_dataset(config, "test")
-    out_dir = Path(out_dir)
-    images = torch.stack([test_set[i] for i in range(min(n_images, len(test_set)))]).to(device)
-    stat_images = torch.stack([test_set[i] for i in range(min(n_stat_images, len(test_set)))]).to(device)
-    written = {}
-    written["attention"] = save_figure(attention_figure(model, images), out_dir / "weight_token_attention.png", pdf=True)
-    layerwise = analysis.layerwise_psnr(model, stat_images).cpu().numpy()
-    written["layerwise"] = save_figure(layerwise_figure({"Trans-INR (Transformer layers)": layerwise}),
-                                       out_dir / "layerwise_decoding.png", pdf=True)
-    stats = analysis.generated_weight_statistics(model, stat_images)
-    written["weight_statistics"] = save_figure(weight_statistics_figure(stats), out_dir / "weight_statistics.png",
-                                               pdf=True)
-    numbers = {"checkpoint": str(checkpoint), "layerwise_psnr_mean": layerwise.mean(axis=1).tolist(),
-               "weight_statistics": stats}
-    (out_dir / "analysis_numbers.json").write_text(json.dumps(numbers, indent=2, default=str) + "\n")
-    return {k: str(v) for k, v in written.items()}
-
-
 # --------------------------------------------------------------------------------------
 # Figures of the notebooks, and one command that regenerates all of them:
 #   python -m transinr figures --all [--out figures] [--smoke]
@@ -198,9 +172,15 @@ def gradient_step_figure(trajectory: dict):
 
 
 def _load_model(name: str, smoke: bool, device: str, train_live: bool):
-    """A shipped model (name or .safetensors path); if missing, trained live or None."""
+    """A training checkpoint (.pt), or a shipped model (name or .safetensors path); if
+    missing, trained live or None."""
     from .pretrained import load_or_train, load_pretrained
 
+    if str(name).endswith(".pt"):
+        from .train import load_model_from_checkpoint
+
+        model, config, checkpoint = load_model_from_checkpoint(name, device)
+        return model.eval(), config, {"step": str(checkpoint["step"])}
     if train_live:
         import tempfile
 
@@ -242,12 +222,14 @@ def _view_synthesis_figures(save, out_dir: Path, device: str, index: int = 0) ->
 
 def write_all_figures(out_dir: str | Path = "figures", trans_inr: str = "emoji32",
                       learned_init: str = "emoji32_learned_init", smoke: bool = False,
-                      device: str = "cpu") -> dict:
+                      device: str = "cpu", view_synthesis: bool = True) -> dict:
     """Every figure the notebooks draw, as PNG + PDF in ``out_dir``, with their numbers
     in ``figures_numbers.json``.
 
-    trans_inr: a shipped name or .safetensors path; when no such file exists a small
-      model is trained live (as the notebooks do), so the command always completes.
+    trans_inr: a shipped name, a .safetensors path or a training checkpoint (.pt); when no
+      such model exists a small one is trained live (as the notebooks do), so the command
+      always completes.
+    view_synthesis: also draw notebook 02's figures from the shipped NeRF models.
     learned_init: adds Learned Init's inner steps to the layer-wise figure when that
       model exists (it is not trained live here).
     smoke: tiny sizes throughout (CI), e.g. for checking that the command runs.
@@ -298,7 +280,7 @@ def write_all_figures(out_dir: str | Path = "figures", trans_inr: str = "emoji32
     stats = analysis.generated_weight_statistics(model, stat_images)
     save("weight_statistics", weight_statistics_figure(stats))
     numbers["weight_statistics"] = stats
-    if not smoke:
+    if view_synthesis and not smoke:
         numbers.update(_view_synthesis_figures(save, out_dir, device))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "figures_numbers.json").write_text(json.dumps(numbers, indent=2, default=str) + "\n")
@@ -307,7 +289,8 @@ def write_all_figures(out_dir: str | Path = "figures", trans_inr: str = "emoji32
 
 def cli_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="transinr figures", description=__doc__)
-    parser.add_argument("checkpoint", nargs="?", help="an image-regression checkpoint (not with --all)")
+    parser.add_argument("checkpoint", nargs="?",
+                        help="an image-regression training checkpoint (.pt) instead of --all's shipped model")
     parser.add_argument("--all", action="store_true",
                         help="every figure of the notebooks, from the shipped models (see write_all_figures)")
     parser.add_argument("--trans-inr", default="emoji32", help="with --all: shipped name or .safetensors path")
@@ -319,9 +302,8 @@ def cli_main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.all == (args.checkpoint is not None):
         parser.error("give either a checkpoint or --all")
-    if args.all:
-        written = write_all_figures(args.out, args.trans_inr, args.learned_init, args.smoke, args.device)
-    else:
-        written = write_analysis_figures(args.checkpoint, args.out, device=args.device)
+    # A checkpoint gets the same 2D figures as the shipped model does under --all.
+    written = write_all_figures(args.out, args.checkpoint or args.trans_inr, args.learned_init, args.smoke,
+                                args.device, view_synthesis=args.all)
     for name, path in written.items():
         print(f"{name}: {path}")

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from ..coords import make_coord_grid
 from ..data import build_dataset
 from ..distributed import unwrap
-from ..metrics import psnr_per_item
+from ..metrics import mse_to_psnr, psnr_per_item
 
 
 def render_image(hyponet, weights: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
@@ -52,7 +52,7 @@ class ImageRegression:
         """→ (scalar loss, float PSNR of the batch)."""
         prediction = self.predict(model, images)
         loss = F.mse_loss(prediction, images)
-        return loss, float(-10 * torch.log10(loss.detach().clamp_min(1e-12)))
+        return loss, float(mse_to_psnr(loss.detach()))
 
     @torch.no_grad()
     def psnr(self, model, images: torch.Tensor) -> torch.Tensor:
