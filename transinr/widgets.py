@@ -13,6 +13,7 @@ import torch
 
 from . import analysis
 from .tasks.image import render_image
+from .viz import to_numpy_image
 
 
 def smoke_mode() -> bool:
@@ -20,9 +21,8 @@ def smoke_mode() -> bool:
     return os.environ.get("TRANSINR_SMOKE", "0") not in ("", "0", "false", "False")
 
 
-def image_to_numpy(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) in [0, 1] → (H, W, 3) float array in [0, 1]."""
-    return image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+# (3, H, W) in [0, 1] → (H, W, 3) float array in [0, 1]; the notebooks call it by this name.
+image_to_numpy = to_numpy_image
 
 
 @torch.no_grad()
@@ -82,13 +82,9 @@ class _Explorer:
         self.last: dict | None = None
 
     def _show(self, figure) -> None:
-        import matplotlib.pyplot as plt
-        from IPython.display import display
-
         self.output.clear_output(wait=True)
         with self.output:
-            display(figure)
-        plt.close(figure)
+            show(figure)
 
 
 class ImageRegressionExplorer(_Explorer):

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ..distributed import unwrap
 from ..metrics import mse_to_psnr, psnr_per_item
 from ..render import pose_spherical, render_rays, render_view
-from ..viz import save_figure
+from ..viz import save_figure, to_numpy_image
 
 FIGURE_OBJECTS = 4  # rows of the samples figure (at most)
 FIGURE_NOVEL_VIEWS = 3  # held-out views per row
@@ -109,7 +109,7 @@ def turntable_poses(start_pose: torch.Tensor, n_frames: int,
 
 def _to_uint8(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) in [0, 1] → (H, W, 3) uint8."""
-    return (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    return (to_numpy_image(image) * 255).round().astype(np.uint8)
 
 
 def views_figure(rows: list[list[tuple[torch.Tensor, str]]], column_labels: list[str], scale: float = 1.3):
