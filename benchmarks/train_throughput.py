@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import resource
-import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from common import matmul_peak_gflops, register_cpu_attention_flops, sync
+from common import autocast_for, count_gflop, matmul_peak_gflops, seconds_per_call
 from transinr.config import load_config
 from transinr.models import build_model
 from transinr.runtime import resolve_device
@@ -44,8 +42,7 @@ def measure(config_name: str, overrides: list[str], batch_size: int | None, step
     model = build_model(config, int(config.data.resolution)).to(device)
     optimizer = build_optimizer(model, config)
     images = synthetic_batch(config, batch_size, device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                              enabled=config.train.amp == "bf16" and device.type == "cuda")
+    autocast = autocast_for(config, device)
     step_model = torch.compile(model) if config.train.compile else model
 
     def step() -> None:
@@ -55,23 +52,15 @@ def measure(config_name: str, overrides: list[str], batch_size: int | None, step
         loss.backward()
         optimizer.step()
 
-    register_cpu_attention_flops()
-    with FlopCounterMode(display=False) as counter:
+    def forward_backward() -> None:
         with autocast:
             loss, _ = task.training_loss(model, images, 0)
         loss.backward()
-    gflop_per_step = counter.get_total_flops() / 1e9
 
-    for _ in range(warmup):
-        step()
-    sync(device)
+    gflop_per_step = count_gflop(forward_backward)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    seconds = (time.perf_counter() - start) / steps
+    seconds = seconds_per_call(step, steps, warmup, device)
     peak_memory = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
                    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {"config": config.name, "device": str(device), "batch": batch_size,
