@@ -20,6 +20,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry, register_flop_formula
 
+from transinr.runtime import autocast_for  # noqa: F401  (the benchmarks import it from here)
+
 DEFAULT_PEAK_SIZE = 4096
 
 
@@ -235,10 +237,6 @@ def _cpu_model() -> str | None:
     return None
 
 
-def autocast_for(config, device: torch.device):
-    """bf16 autocast where the config asks for it and the device is CUDA (as training does)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16,
-                          enabled=config.train.amp == "bf16" and device.type == "cuda")
 
 
 def precision_line(config, device: torch.device) -> str:

@@ -27,6 +27,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def autocast_for(config, device: torch.device):
+    """bf16 autocast where ``train.amp: bf16`` asks for it and the device is CUDA; off elsewhere."""
+    return torch.autocast(device.type, dtype=torch.bfloat16,
+                          enabled=config.train.amp == "bf16" and device.type == "cuda")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

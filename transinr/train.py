@@ -26,7 +26,7 @@ from .checkpoint import (CheckpointError, atomic_save, first_non_finite, load_st
 from .config import Config, config_from_dict, config_to_dict
 from .distributed import ProcessGroup, all_finite, barrier, init_process_group, shutdown
 from .models import build_model
-from .runtime import environment_record, resolve_device, seed_everything, write_json
+from .runtime import autocast_for, environment_record, resolve_device, seed_everything, write_json
 from .tasks import build_task
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -247,8 +247,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, group: ProcessGr
     step_model = DistributedDataParallel(model) if group.enabled else model
     if config.train.compile:
         step_model = torch.compile(step_model)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.train.amp == "bf16"
-                              and device.type == "cuda")
+    autocast = autocast_for(config, device)
 
     def kept_checkpoint() -> str:
         if not checkpoint_path.exists():
