@@ -16,22 +16,38 @@ from tqdm.auto import tqdm
 from .tasks.nvs import render_weights
 
 
-def support_rays(batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Flatten an NVS batch's support views into rays.
-
-    Returns origins, directions and colours, each (B, V·H·W, 3).
-    """
-    rgb = batch["support_rgb"]  # (B, V, 3, H, W)
+def views_as_rays(rgb: torch.Tensor, rays_o: torch.Tensor, rays_d: torch.Tensor):
+    """Posed views as flat rays: rgb (B, V, 3, H, W), rays (B, V, H, W, 3) →
+    origins, directions, colours, each (B, V·H·W, 3)."""
     batch_size = rgb.shape[0]
     colours = rgb.permute(0, 1, 3, 4, 2).reshape(batch_size, -1, 3)
-    origins = batch["support_rays_o"].reshape(batch_size, -1, 3)
-    directions = batch["support_rays_d"].reshape(batch_size, -1, 3)
-    return origins, directions, colours
+    return rays_o.reshape(batch_size, -1, 3), rays_d.reshape(batch_size, -1, 3), colours
+
+
+def support_rays(batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Flatten an NVS batch's support views into rays (origins, directions, colours)."""
+    return views_as_rays(batch["support_rgb"], batch["support_rays_o"], batch["support_rays_d"])
 
 
 def _gather(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """values (B, N, C), index (B, R) → (B, R, C)."""
     return torch.gather(values, 1, index[..., None].expand(-1, -1, values.shape[-1]))
+
+
+def random_ray_losses(hyponet, weights: list[torch.Tensor], origins: torch.Tensor, directions: torch.Tensor,
+                      colours: torch.Tensor, near, far, n_samples: int, n_rays: int,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B,) each object's MSE on ``n_rays`` of its rays drawn at random, rendered with
+    stratified samples: one stochastic step's loss (test-time optimisation, Learned Init
+    on views). origins, directions, colours: (B, N, 3)."""
+    group, n_pixels = origins.shape[:2]
+    if generator is None:
+        index = torch.randint(n_pixels, (group, n_rays), device=origins.device)
+    else:
+        index = torch.randint(n_pixels, (group, n_rays), generator=generator).to(origins.device)
+    rendered = render_weights(hyponet, weights, _gather(origins, index), _gather(directions, index),
+                              near, far, n_samples, stratified=True, chunk=group * n_rays, generator=generator)
+    return ((rendered - _gather(colours, index)) ** 2).mean(dim=(1, 2))
 
 
 @torch.no_grad()
@@ -49,14 +65,10 @@ def _optimise_group(hyponet, weights, origins, directions, colours, near, far, s
                     n_samples, generator, bar) -> list[torch.Tensor]:
     params = [w.detach().clone().requires_grad_(True) for w in weights]
     optimizer = torch.optim.Adam(params, lr=lr)
-    group, n_pixels = origins.shape[:2]
     for _ in range(steps):
-        index = torch.randint(n_pixels, (group, n_rays), generator=generator).to(origins.device)
-        rendered = render_weights(hyponet, params, _gather(origins, index), _gather(directions, index),
-                                  near, far, n_samples, stratified=True, chunk=group * n_rays,
-                                  generator=generator)
         # Sum over objects of each one's mean error: objects do not share a scale.
-        loss = ((rendered - _gather(colours, index)) ** 2).mean(dim=(1, 2)).sum()
+        loss = random_ray_losses(hyponet, params, origins, directions, colours, near, far, n_samples,
+                                 n_rays, generator).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

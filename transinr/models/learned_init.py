@@ -58,19 +58,13 @@ def views_reconstruction_losses(near: float, far: float, n_samples: int, n_rays:
     """
 
     def build(hyponet: nn.Module, rgb: torch.Tensor, rays_o: torch.Tensor, rays_d: torch.Tensor) -> LossFn:
-        from ..tasks.nvs import render_weights  # the renderer is only needed for views
+        from ..tto import random_ray_losses, views_as_rays  # the renderer is only needed for views
 
-        batch = rgb.shape[0]
-        colours = rgb.permute(0, 1, 3, 4, 2).reshape(batch, -1, 3)
-        origins, directions = rays_o.reshape(batch, -1, 3), rays_d.reshape(batch, -1, 3)
+        origins, directions, colours = views_as_rays(rgb, rays_o, rays_d)
 
         def losses(weights: list[torch.Tensor]) -> torch.Tensor:
-            index = torch.randint(colours.shape[1], (batch, n_rays), device=colours.device)
-            index = index.unsqueeze(-1).expand(-1, -1, 3)
-            ray_o, ray_d, target = (torch.gather(v, 1, index) for v in (origins, directions, colours))
-            rendered = render_weights(hyponet, weights, ray_o, ray_d, near, far, n_samples,
-                                      stratified=True, chunk=batch * n_rays)  # (B, R, 3)
-            return (rendered - target).pow(2).flatten(1).mean(dim=1)
+            return random_ray_losses(hyponet, weights, origins, directions, colours, near, far,
+                                     n_samples, n_rays)
 
         return losses
 
