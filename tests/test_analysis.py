@@ -91,3 +91,19 @@ def test_group_ablation_runs_on_a_tiny_budget(tmp_path, image_folder, one_thread
     assert [r["groups"] for r in rows] == [1, 4, 16]  # capped at the hyponet width 16
     assert (tmp_path / "figs" / "weight_groups.png").exists()
     assert "| 16 |" in (tmp_path / "figs" / "weight_groups.md").read_text()
+
+
+def test_attention_maps_are_laid_out_on_each_support_view():
+    from transinr.config import Config
+
+    config = Config(task="nvs")
+    m = config.model
+    m.dim, m.depth, m.n_heads, m.head_dim, m.mlp_dim = 16, 2, 2, 8, 32
+    m.patch_size, m.padding, m.n_groups = 4, 0, 4
+    m.hyponet.depth, m.hyponet.width, m.hyponet.pe_dim, m.hyponet.pe_sigma = 3, 8, 12, 4.0
+    model = build_model(config, 8)
+    rgb, rays = torch.rand(1, 2, 3, 8, 8), torch.rand(1, 2, 8, 8, 3)
+    result = weight_token_attention(model, rgb, rays, rays)
+    assert result.maps.shape == (1, 2, 2, model.weight_tokens.n_tokens, 2, 2, 2)  # …, views, gh, gw
+    totals = result.maps.flatten(-3).sum(-1) + result.to_weight_tokens
+    assert torch.allclose(totals, torch.ones_like(totals), atol=1e-5)
