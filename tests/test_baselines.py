@@ -104,6 +104,25 @@ def test_second_order_differs_from_first_order_and_learns_the_step_size():
     assert not torch.allclose(grads[False], grads[True]), "the Hessian term must change the gradient"
 
 
+def test_per_parameter_step_sizes_start_as_the_per_layer_ones_and_learn_per_weight():
+    images = smooth_images(2, seed=3)
+    _, per_layer = tiny_model("learned_init", inner_steps=2, second_order=True)
+    _, per_weight = tiny_model("learned_init", inner_steps=2, second_order=True, inner_lr_per="parameter")
+    per_weight.init_weights.load_state_dict(per_layer.init_weights.state_dict())
+    for a, b in zip(per_layer.train()(images), per_weight.train()(images)):
+        assert torch.allclose(a, b, atol=1e-6)  # same α everywhere at the start: same steps
+    loss_fn = image_reconstruction_losses(per_weight.hyponet, images)
+    loss_fn(per_weight(images)).sum().backward()
+    for log_step, weights in zip(per_weight.log_step_sizes, per_weight.init_weights):
+        assert log_step.shape == weights.shape
+        assert log_step.grad.std() > 0, "each weight's step size gets its own gradient"
+
+
+def test_per_parameter_step_sizes_must_be_learned():
+    with pytest.raises(ValueError, match="Meta-SGD"):
+        tiny_model("learned_init", inner_lr_per="parameter", learn_inner_lr=False)
+
+
 def test_learned_init_adapts_nerfs_on_the_observed_views():
     config = tiny_image_config()
     config.task, config.model.name = "nvs", "learned_init"

@@ -129,6 +129,20 @@ def test_resuming_with_another_config_names_the_key(tmp_path, image_folder, one_
     assert "log_every" not in str(info.value) and "--run-dir" in str(info.value)
 
 
+def test_a_run_saved_before_a_config_key_existed_resumes_with_its_default(tmp_path, image_folder, one_thread):
+    config = folder_config(image_folder, epochs=1.0, checkpoint_every=2)
+    run_dir = tmp_path / "run"
+    train(config, run_dir, device="cpu", progress=False, evaluate_at_end=False)
+    path = run_dir / CHECKPOINT_NAME
+    old = torch.load(path, weights_only=True)
+    del old["config"]["model"]["inner_lr_per"]  # as written by a version without that key
+    old["step"] = 2
+    atomic_save(old, path)
+    train(config, run_dir, device="cpu", progress=False, evaluate_at_end=False)  # no CheckpointError
+    assert [step for step, _ in loss_curve(run_dir)] == [1, 2, 3, 4]
+    assert "inner_lr_per" in torch.load(path, weights_only=True)["config"]["model"]
+
+
 # ----------------------------------------------------------------------------- atomic writes
 
 

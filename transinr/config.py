@@ -62,9 +62,11 @@ class ModelConfig:
     # test time (null: the same as inner_steps).
     inner_steps: int = 2
     test_inner_steps: int | None = None
-    inner_lr: float = 0.1  # initial (or fixed) inner SGD step size, per hyponet layer
-    learn_inner_lr: bool = True  # meta-learn one log step size per layer
+    inner_lr: float = 0.1  # initial (or fixed) inner SGD step size
+    learn_inner_lr: bool = True  # meta-learn the (log) step sizes
+    inner_lr_per: str = "layer"  # layer: one step size per hyponet layer; parameter: one per weight (Meta-SGD)
     second_order: bool = False  # backpropagate through the inner gradients (MAML) or not (FOMAML)
+    inner_rays: int | None = None  # learned_init on views: support rays per object per inner step (null: nvs.tto_rays)
     # instance_pattern: the one hyponet layer whose weights are instance-specific.
     pattern_layer: int = 1
 

@@ -225,7 +225,10 @@ def _train(config: Config, run_dir: Path, device: torch.device, group: ProcessGr
         remove_stale_temporaries(checkpoint_path)  # left by a kill in the middle of a save
     if checkpoint_path.exists():
         checkpoint = safe_load(checkpoint_path, expected_format=CHECKPOINT_FORMAT)
-        differences = _config_differences(checkpoint["config"], config_to_dict(config))
+        # Read the stored config through today's dataclasses: a key added since it was
+        # written takes its default, so older runs resume if nothing they set changed.
+        stored = config_to_dict(config_from_dict(checkpoint["config"], str(checkpoint_path)))
+        differences = _config_differences(stored, config_to_dict(config))
         if differences:
             raise CheckpointError(
                 f"{run_dir} holds a run with another config ({'; '.join(differences)}); "

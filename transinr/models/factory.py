@@ -43,9 +43,10 @@ def build_learned_init(config: Config) -> LearnedInit:
         loss_builder = image_reconstruction_losses
     else:
         nvs = config.nvs
-        loss_builder = views_reconstruction_losses(nvs.near, nvs.far, nvs.n_samples, nvs.tto_rays)
+        rays = nvs.tto_rays if m.inner_rays is None else m.inner_rays
+        loss_builder = views_reconstruction_losses(nvs.near, nvs.far, nvs.n_samples, rays)
     return LearnedInit(build_hyponet(config), m.inner_steps, m.test_inner_steps, m.inner_lr,
-                       m.learn_inner_lr, m.second_order, loss_builder)
+                       m.learn_inner_lr, m.second_order, loss_builder, m.inner_lr_per)
 
 
 def build_model(config: Config, image_size: int):

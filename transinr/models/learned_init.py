@@ -7,6 +7,9 @@ plain SGD steps on that signal's observations,
 
 and the adapted θ_K is the signal's INR. The outer loop (the ordinary training
 loop) then scores θ_K on the signal and updates θ_0 (and the step sizes α_l).
+The step size is one number per layer (Tancik et al.), or one per weight
+(Meta-SGD, Li et al. 2017: α is a tensor shaped like θ and the step is α ⊙ ∇θ),
+which lets the meta-learner scale each weight's gradient on its own.
 
 First-order (the default) treats the inner gradients as constants, so the outer
 gradient reaches θ_0 through the identity path only (FOMAML): cheap, and what a
@@ -79,7 +82,8 @@ def adapt(weights: list[torch.Tensor], loss_fn: LossFn, step_sizes: Sequence, st
     weights: per layer (B, in+1, out), one INR per signal.
     loss_fn: weights → (B,) per-signal losses. Their *sum* is differentiated, so each
       signal's gradient is that of its own loss, whatever the batch size.
-    step_sizes: one step size per layer (floats or 0-dim tensors, learnable or not).
+    step_sizes: one step size per layer: a float, a 0-dim tensor, or a tensor
+      broadcastable to that layer's weights (per-weight step sizes), learnable or not.
     second_order: keep the inner gradients in the graph (``create_graph=True``); else
       they are constants (first-order). Ignored where autograd is off (evaluation).
     on_step: called as ``on_step(i, weights_i)`` after every step i = 1 … steps.
@@ -115,13 +119,17 @@ class LearnedInit(nn.Module):
     like every meta-learner of the kit. It runs ``inner_steps`` steps in training
     mode and ``test_inner_steps`` in eval mode (``steps=`` overrides both).
 
+    step_sizes_per: "layer" (one learned or fixed step size per hyponet layer) or
+      "parameter" (Meta-SGD: a learned step size for every weight, all starting at
+      ``inner_lr``).
     loss_builder: ``(hyponet, *observations) → loss closure`` (see :func:`adapt`);
       the default fits images on their own pixel grid.
     """
 
     def __init__(self, hyponet: nn.Module, inner_steps: int = 2, test_inner_steps: int | None = None,
                  inner_lr: float = 0.1, learn_inner_lr: bool = True, second_order: bool = False,
-                 loss_builder: Callable[..., LossFn] = image_reconstruction_losses):
+                 loss_builder: Callable[..., LossFn] = image_reconstruction_losses,
+                 step_sizes_per: str = "layer"):
         super().__init__()
         if inner_steps < 0 or (test_inner_steps is not None and test_inner_steps < 0):
             raise ValueError(f"inner steps must be ≥ 0, got inner_steps={inner_steps}, "
@@ -137,15 +145,28 @@ class LearnedInit(nn.Module):
             nn.Parameter(linear_init(fan_in - 1, fan_out)) for fan_in, fan_out in hyponet.layer_shapes
         )
         # Log-parametrised so a learned step size stays positive.
-        log_steps = torch.full((len(hyponet.layer_shapes),), math.log(inner_lr))
-        if learn_inner_lr:
-            self.log_step_sizes = nn.Parameter(log_steps)
+        if step_sizes_per == "parameter":
+            if not learn_inner_lr:
+                raise ValueError("per-parameter inner step sizes are learned (Meta-SGD); a fixed step "
+                                 "size is the same for every weight: use inner_lr_per: layer")
+            self.log_step_sizes = nn.ParameterList(
+                nn.Parameter(torch.full_like(w, math.log(inner_lr))) for w in self.init_weights)
+        elif step_sizes_per == "layer":
+            log_steps = torch.full((len(hyponet.layer_shapes),), math.log(inner_lr))
+            if learn_inner_lr:
+                self.log_step_sizes = nn.Parameter(log_steps)
+            else:
+                self.register_buffer("log_step_sizes", log_steps)
         else:
-            self.register_buffer("log_step_sizes", log_steps)
+            raise ValueError(f"inner step sizes are per 'layer' or per 'parameter', got {step_sizes_per!r}")
+        self.step_sizes_per = step_sizes_per
 
-    def step_sizes(self) -> torch.Tensor:
-        """(n_layers,) the inner SGD step size of each hyponet layer."""
-        return self.log_step_sizes.exp()
+    def step_sizes(self) -> list[torch.Tensor]:
+        """The inner SGD step size of each hyponet layer: 0-dim tensors, or tensors
+        shaped like the layer's weights (in+1, out) when they are per parameter."""
+        if self.step_sizes_per == "parameter":
+            return [log_step.exp() for log_step in self.log_step_sizes]
+        return list(self.log_step_sizes.exp().unbind(0))
 
     def initial_weights(self, batch: int) -> list[torch.Tensor]:
         """θ_0 for ``batch`` signals, per layer (B, in+1, out) (views, no copy)."""
@@ -158,4 +179,4 @@ class LearnedInit(nn.Module):
             steps = self.inner_steps if self.training else self.test_inner_steps
         loss_fn = self.loss_builder(self.hyponet, *observations)
         weights = self.initial_weights(observations[0].shape[0])
-        return adapt(weights, loss_fn, list(self.step_sizes().unbind(0)), steps, self.second_order, on_step)
+        return adapt(weights, loss_fn, self.step_sizes(), steps, self.second_order, on_step)
