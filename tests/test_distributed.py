@@ -1,6 +1,7 @@
 """Two CPU processes under torchrun (gloo) end where one process with the same global
 batch and seed ends."""
 
+import socket
 import subprocess
 import sys
 
@@ -21,12 +22,19 @@ def test_sharded_sampler_splits_every_global_batch():
         assert shards[1][4 * b: 4 * b + 4] == batch[4:]
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now (a fixed one collides with a lingering run)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_two_gloo_processes_match_one_process(tmp_path, image_folder, one_thread):
     config = folder_config(image_folder, epochs=2.0, checkpoint_every=100)
     config_path = write_config_yaml(config, tmp_path / "tiny.yaml")
     distributed_dir = tmp_path / "ddp"
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
          "-m", "transinr", "train", str(config_path), "--run-dir", str(distributed_dir), "--device", "cpu",
          "--quiet"],
         cwd=REPO_ROOT, env=cli_environment(), capture_output=True, text=True, timeout=240)
