@@ -20,7 +20,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry, register_flop_formula
 
-from transinr.runtime import autocast_for  # noqa: F401  (the benchmarks import it from here)
+from transinr.runtime import autocast_for  # the benchmarks import it from here too
+from transinr.train import build_optimizer
 
 DEFAULT_PEAK_SIZE = 4096
 
@@ -108,6 +109,36 @@ def matmul_peak_gflops(device: torch.device, size: int = DEFAULT_PEAK_SIZE, repe
         sync(device)
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
+
+
+# -- training steps -------------------------------------------------------------------
+
+
+def training_step_closures(config, task, model, batch, device: torch.device):
+    """``(step, forward_backward)`` over one fixed batch, as the training loop runs them.
+
+    ``step`` is a whole optimiser step (on the compiled model when ``train.compile``);
+    ``forward_backward`` runs the plain model, for FLOP counting: compiled graphs hide
+    their ops from the counter.
+    """
+    optimizer = build_optimizer(model, config)
+    step_model = torch.compile(model) if config.train.compile else model
+    autocast = autocast_for(config, device)
+    model.train()
+
+    def step() -> None:
+        with autocast:
+            loss, _ = task.training_loss(step_model, batch, 0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def forward_backward() -> None:
+        with autocast:
+            loss, _ = task.training_loss(model, batch, 0)
+        loss.backward()
+
+    return step, forward_backward
 
 
 # -- time -----------------------------------------------------------------------------

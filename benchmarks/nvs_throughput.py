@@ -26,14 +26,13 @@ import math
 import torch
 
 from common import (PeakMemory, add_common_arguments, autocast_for, count_gflop, matmul_peak_gflops,
-                    precision_line, runtime_description, seconds_per_call)
+                    precision_line, runtime_description, seconds_per_call, training_step_closures)
 from transinr.config import ConfigError, load_config
 from transinr.models import build_model
 from transinr.render import get_rays, pose_spherical
 from transinr.runtime import resolve_device
 from transinr.tasks import build_task
 from transinr.tasks.nvs import render_novel_view
-from transinr.train import build_optimizer
 
 DEFAULT_CONFIG = "shapes3d_chairs_1view"
 # Field of view of the learnit renders and of the kit's own mesh renders (Blender's default lens).
@@ -89,23 +88,7 @@ def synthetic_view_batch(config, batch: int, device: torch.device, seed: int = 0
 
 
 def measure_training(config, task, model, batch: dict, steps: int, warmup: int, device, memory: PeakMemory) -> dict:
-    optimizer = build_optimizer(model, config)
-    step_model = torch.compile(model) if config.train.compile else model
-    autocast = autocast_for(config, device)
-    model.train()
-
-    def step() -> None:
-        with autocast:
-            loss, _ = task.training_loss(step_model, batch, 0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    def forward_backward() -> None:  # counted on the plain model: compiled graphs hide their ops
-        with autocast:
-            loss, _ = task.training_loss(model, batch, 0)
-        loss.backward()
-
+    step, forward_backward = training_step_closures(config, task, model, batch, device)
     gflop = count_gflop(forward_backward)
     with memory.track():
         seconds = seconds_per_call(step, steps, warmup, device)

@@ -16,12 +16,11 @@ import resource
 
 import torch
 
-from common import autocast_for, count_gflop, matmul_peak_gflops, seconds_per_call
+from common import count_gflop, matmul_peak_gflops, seconds_per_call, training_step_closures
 from transinr.config import load_config
 from transinr.models import build_model
 from transinr.runtime import resolve_device
 from transinr.tasks import build_task
-from transinr.train import build_optimizer
 
 # Reference measured on a 2-core machine of the kind this kit is developed on: the
 # paper's implementation of the emoji32_bench step at batch 32.
@@ -40,22 +39,8 @@ def measure(config_name: str, overrides: list[str], batch_size: int | None, step
     batch_size = batch_size or config.train.batch_size
     task = build_task(config)
     model = build_model(config, int(config.data.resolution)).to(device)
-    optimizer = build_optimizer(model, config)
     images = synthetic_batch(config, batch_size, device)
-    autocast = autocast_for(config, device)
-    step_model = torch.compile(model) if config.train.compile else model
-
-    def step() -> None:
-        with autocast:
-            loss, _ = task.training_loss(step_model, images, 0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    def forward_backward() -> None:
-        with autocast:
-            loss, _ = task.training_loss(model, images, 0)
-        loss.backward()
+    step, forward_backward = training_step_closures(config, task, model, images, device)
 
     gflop_per_step = count_gflop(forward_backward)
     if device.type == "cuda":
