@@ -72,14 +72,45 @@ def test_figures_all_writes_every_figure_as_png_and_pdf(tmp_path, capsys):
     figures.cli_main(["--all", "--smoke", "--out", str(out), "--trans-inr", str(trans_inr),
                       "--learned-init", str(learned_init)])
     expected = {"samples", "test_psnr_histogram", "weight_token_attention", "weight_group_attention",
-                "layerwise_decoding", "gradient_step_attention", "weight_statistics"}
+                "layerwise_decoding", "gradient_step_attention", "weight_statistics", "weight_groups"}
     assert {p.stem for p in out.glob("*.png")} == expected
     assert {p.stem for p in out.glob("*.pdf")} == expected
     numbers = json.loads((out / "figures_numbers.json").read_text())
     assert set(numbers["layerwise_psnr_mean"]) == {"Trans-INR (Transformer layers)", "Learned Init (gradient steps)"}
     assert numbers["gradient_step"]["max_abs_difference"] < 1e-4
     assert numbers["test_psnr"]["n"] == 32
+    assert [row["groups"] for row in numbers["weight_groups"]] == [1, 4, 16, 64]  # the shipped ablation
+    assert "| 64 |" in (out / "weight_groups.md").read_text()
     assert "layerwise_decoding" in capsys.readouterr().out
+    assert not list(tmp_path.glob(".figures-partial-*"))  # the staging folder is gone
+
+
+def test_figures_all_leaves_the_folder_as_it_was_when_a_figure_fails(tmp_path, monkeypatch):
+    out = tmp_path / "figures"
+    out.mkdir()
+    (out / "samples.png").write_bytes(b"old")
+
+    def fail_halfway(staging, *args):
+        (staging / "samples.png").write_bytes(b"new")
+        raise RuntimeError("a figure failed")
+
+    monkeypatch.setattr(figures, "_draw_all_figures", fail_halfway)
+    with pytest.raises(RuntimeError, match="a figure failed"):
+        figures.write_all_figures(out, smoke=True)
+    assert (out / "samples.png").read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["figures"]
+
+
+def test_figures_all_names_a_missing_package_and_its_install_command_before_any_work(tmp_path, monkeypatch):
+    from transinr.errors import MissingDependencyError
+
+    monkeypatch.setattr(figures, "FIGURE_DEPENDENCIES", {"no_such_package_xyz": "drawing the 3D figures"})
+    monkeypatch.setattr(figures, "_draw_all_figures", lambda *args: pytest.fail("started drawing"))
+    with pytest.raises(MissingDependencyError) as error:
+        figures.write_all_figures(tmp_path / "figures", view_synthesis=True)
+    message = str(error.value)
+    assert "no_such_package_xyz" in message and "pip install" in message and "\n" not in message
+    assert not (tmp_path / "figures").exists()
 
 
 def test_figures_all_leaves_out_a_missing_learned_init(capsys):

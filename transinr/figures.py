@@ -220,11 +220,21 @@ def _view_synthesis_figures(save, out_dir: Path, device: str, index: int = 0) ->
     return {"view_synthesis_object": index, "view_synthesis_psnr": tto["psnr"]}
 
 
+FIGURE_DEPENDENCIES = {"trimesh": "drawing the view-synthesis figures (it renders the embedded 3D set)"}
+INSTALL_3D = "pip install trimesh scipy"
+WEIGHT_GROUP_MODELS = ("emoji32_demo_G1", "emoji32_demo_G4", "emoji32_demo_G16", "emoji32_demo_G64")
+
+
 def write_all_figures(out_dir: str | Path = "figures", trans_inr: str = "emoji32",
                       learned_init: str = "emoji32_learned_init", smoke: bool = False,
-                      device: str = "cpu", view_synthesis: bool = True) -> dict:
+                      device: str = "cpu", view_synthesis: bool = True,
+                      weight_groups: tuple[str, ...] = WEIGHT_GROUP_MODELS) -> dict:
     """Every figure the notebooks draw, as PNG + PDF in ``out_dir``, with their numbers
-    in ``figures_numbers.json``.
+    in ``figures_numbers.json``; returns figure name → path.
+
+    The figures are drawn into a temporary folder beside ``out_dir`` and moved into
+    ``out_dir`` only once every one of them succeeded, so a failure (a missing package,
+    an interrupted run) leaves ``out_dir`` exactly as it was.
 
     trans_inr: a shipped name, a .safetensors path or a training checkpoint (.pt); when no
       such model exists a small one is trained live (as the notebooks do), so the command
@@ -232,13 +242,64 @@ def write_all_figures(out_dir: str | Path = "figures", trans_inr: str = "emoji32
     view_synthesis: also draw notebook 02's figures from the shipped NeRF models.
     learned_init: adds Learned Init's inner steps to the layer-wise figure when that
       model exists (it is not trained live here).
+    weight_groups: shipped models of the weight-group ablation, re-scored for
+      ``weight_groups.{png,pdf,md,csv,json}`` (empty: leave the ablation out).
     smoke: tiny sizes throughout (CI), e.g. for checking that the command runs.
     """
+    import os
+    import shutil
+    import tempfile
+
+    from .errors import require
+
+    if view_synthesis and not smoke:  # fail before minutes of work, not after
+        for module, purpose in FIGURE_DEPENDENCIES.items():
+            require(module, purpose, INSTALL_3D)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-partial-", dir=out_dir.parent))
+    try:
+        written = _draw_all_figures(staging, trans_inr, learned_init, smoke, device, view_synthesis,
+                                    weight_groups)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for path in sorted(staging.iterdir()):
+            os.replace(path, out_dir / path.name)  # same file system: each move is atomic
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {name: str(out_dir / Path(path).name) for name, path in written.items()}
+
+
+def weight_group_rows(names: tuple[str, ...], device: str, max_items: int | None = None) -> list[dict]:
+    """Rows of the weight-group ablation table from its shipped models, re-scored on the
+    test split (training budget and time from each model's stored results)."""
     from .data import build_dataset
     from .evaluate import evaluate_split
     from .tasks import build_task
 
-    out_dir = Path(out_dir)
+    rows = []
+    for name in names:
+        loaded = _load_model(name, False, device, train_live=False)
+        if loaded is None:
+            return []
+        model, config, meta = loaded
+        scores = evaluate_split(build_task(config), model, build_dataset(config, "test"), device,
+                                max_items=max_items)
+        results = meta.get("results", {})
+        rows.append({"groups": config.model.n_groups, "psnr_mean": scores["psnr_mean"],
+                     "psnr_std": scores["psnr_std"], "images_seen": results.get("images_seen"),
+                     "train_seconds": results.get("train_seconds")})
+    return rows
+
+
+def _draw_all_figures(out_dir: Path, trans_inr, learned_init, smoke, device, view_synthesis,
+                      weight_groups) -> dict:
+    """:func:`write_all_figures`'s work, straight into ``out_dir`` (its staging folder)."""
+    import os
+
+    from .data import build_dataset
+    from .evaluate import evaluate_split
+    from .tasks import build_task
+
     model, config, _ = _load_model(trans_inr, smoke, device, train_live=True)
     test_set = build_dataset(config, "test")
     sample_count, stat_count = (4, 8) if smoke else (8, 64)
@@ -280,9 +341,17 @@ def write_all_figures(out_dir: str | Path = "figures", trans_inr: str = "emoji32
     stats = analysis.generated_weight_statistics(model, stat_images)
     save("weight_statistics", weight_statistics_figure(stats))
     numbers["weight_statistics"] = stats
+    if weight_groups:
+        from .ablation import write_ablation
+
+        rows = weight_group_rows(tuple(weight_groups), device, max_items=32 if smoke else None)
+        if rows:
+            write_ablation(rows, f"{os.path.commonprefix(list(weight_groups)).rstrip('_G')} "
+                                 "(shipped models, re-scored)", out_dir)
+            written["weight_groups"] = str(out_dir / "weight_groups.png")
+            numbers["weight_groups"] = rows
     if view_synthesis and not smoke:
         numbers.update(_view_synthesis_figures(save, out_dir, device))
-    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "figures_numbers.json").write_text(json.dumps(numbers, indent=2, default=str) + "\n")
     return written
 
@@ -304,6 +373,7 @@ def cli_main(argv: list[str] | None = None) -> None:
         parser.error("give either a checkpoint or --all")
     # A checkpoint gets the same 2D figures as the shipped model does under --all.
     written = write_all_figures(args.out, args.checkpoint or args.trans_inr, args.learned_init, args.smoke,
-                                args.device, view_synthesis=args.all)
+                                args.device, view_synthesis=args.all,
+                                weight_groups=WEIGHT_GROUP_MODELS if args.all else ())
     for name, path in written.items():
         print(f"{name}: {path}")

@@ -6,9 +6,12 @@ intersector otherwise (slow; a warning says so).
 
 What a view looks like:
 
-* Each mesh is centred on its bounding-box centre and scaled so that its farthest
-  vertex lies on the unit sphere; meshes whose up axis is +y (glTF, most OBJ
-  exports, Sweet Home 3D) are turned to the z-up world of :mod:`transinr.render`.
+* One object convention for every source (procedural shapes, mesh folders, Sweet
+  Home 3D): **upright along +z, front facing +y, fitted to the unit sphere** (centred
+  on its bounding-box centre, farthest vertex at radius 1). Meshes whose up axis is
+  +y (glTF, most OBJ exports, Sweet Home 3D) are taken to face +z, as glTF and Sweet
+  Home 3D specify, and are turned so that their +y goes to +z and their +z to +y
+  (:func:`normalise_to_unit_sphere`).
 * Cameras look at the origin from ``radius`` (default 4, so the object lies between
   the near 2 and far 6 planes) with ``camera_angle_x`` 0.6911 rad (Blender's default
   50 mm lens). Directions are uniform on the whole sphere (``views="sphere"``, the
@@ -54,16 +57,15 @@ KEY_LIGHT = (0.4, 0.3, 1.0)
 FILL_LIGHT = (-0.5, -0.6, -0.4)
 KEY_STRENGTH, FILL_STRENGTH, AMBIENT = 0.55, 0.25, 0.45
 DEFAULT_ALBEDO = (0.7, 0.7, 0.7)
+# Recorded in every build's metadata, so that a cache written under another convention is
+# recognised and rebuilt (see normalise_to_unit_sphere).
+OBJECT_CONVENTION = "z up, front +y, unit sphere"
 
 
 def _trimesh():
-    try:
-        import trimesh
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "Rendering meshes needs trimesh (and embreex for speed): pip install trimesh embreex scipy"
-        ) from err
-    return trimesh
+    from transinr.errors import require
+
+    return require("trimesh", "Rendering meshes", "pip install trimesh scipy (and embreex for speed)")
 
 
 # -- meshes -------------------------------------------------------------------------
@@ -158,14 +160,20 @@ def scene_to_arrays(scene_or_mesh, source: str = "mesh") -> tuple[np.ndarray, np
 
 
 def normalise_to_unit_sphere(vertices: np.ndarray, up_axis: str = "z") -> np.ndarray:
-    """Centre on the bounding-box centre, scale the farthest vertex to radius 1, make z up."""
+    """Centre on the bounding-box centre, scale the farthest vertex to radius 1, make z up.
+
+    ``up_axis="z"``: the mesh is already in the kit's convention (z up, front +y).
+    ``up_axis="y"``: a y-up mesh facing +z (glTF, Sweet Home 3D) is turned by 180°
+    about the axis (0, 1, 1)/√2, so its up +y becomes +z and its front +z becomes +y
+    (x becomes -x: a proper rotation, not a mirror image).
+    """
     centre = 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))
     v = vertices - centre
     radius = np.linalg.norm(v, axis=1).max()
     if radius > 0:
         v = v / radius
-    if up_axis == "y":  # rotate +90 degrees about x: +y becomes +z, +z becomes -y
-        v = np.stack([v[:, 0], -v[:, 2], v[:, 1]], axis=1)
+    if up_axis == "y":
+        v = np.stack([-v[:, 0], v[:, 2], v[:, 1]], axis=1)
     elif up_axis != "z":
         raise ValueError(f"up_axis must be 'y' or 'z', got '{up_axis}'")
     return v
@@ -298,6 +306,26 @@ def split_ids(ids: Sequence[str], seed: int = 0, fractions=(0.8, 0.1, 0.1)) -> d
     return {"train": train, "val": val, "test": test}
 
 
+def hash_split_ids(ids: Sequence[str], fractions=(0.8, 0.1, 0.1)) -> dict[str, list[str]]:
+    """Train/val/test by a stable hash of each id (CRC-32 → a position in [0, 1)).
+
+    An object's split depends on its id alone, not on which other objects exist, so a
+    build that skips an unreadable model (or a later catalogue that adds some) keeps
+    every other object where it was. Positions below ``fractions[2]`` are test, the
+    next ``fractions[1]`` val, the rest train.
+    """
+    splits = {"train": [], "val": [], "test": []}
+    for object_id in sorted(ids):
+        position = zlib.crc32(object_id.encode("utf-8")) / 2**32
+        if position < fractions[2]:
+            splits["test"].append(object_id)
+        elif position < fractions[2] + fractions[1]:
+            splits["val"].append(object_id)
+        else:
+            splits["train"].append(object_id)
+    return splits
+
+
 def object_seed(seed: int, object_id: str) -> list[int]:
     """Per-object seed: views do not depend on which other objects are rendered."""
     return [seed, zlib.crc32(object_id.encode("utf-8"))]
@@ -427,9 +455,11 @@ def _already_rendered(object_dir: Path, settings: dict, camera_angle_x: float, r
             and meta.get("radius") == radius)
 
 
-def write_split_file(out_root: Path, category: str, ids: Iterable[str], seed: int, fractions=(0.8, 0.1, 0.1)) -> Path:
-    """Write ``<out_root>/<category>_splits.json`` from a seeded split of ``ids``."""
-    splits = split_ids(list(ids), seed, fractions)
+def write_split_file(out_root: Path, category: str, ids: Iterable[str], seed: int, fractions=(0.8, 0.1, 0.1),
+                     by_hash: bool = False) -> Path:
+    """Write ``<out_root>/<category>_splits.json``: a seeded split of ``ids``
+    (:func:`split_ids`), or with ``by_hash`` a split by each id's hash (:func:`hash_split_ids`)."""
+    splits = hash_split_ids(list(ids), fractions) if by_hash else split_ids(list(ids), seed, fractions)
     path = Path(out_root) / f"{category}_splits.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(splits, indent=1))
@@ -452,7 +482,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--camera-angle-x", type=float, default=BLENDER_CAMERA_ANGLE_X, help="radians")
     parser.add_argument("--radius", type=float, default=4.0)
     parser.add_argument("--views", choices=("sphere", "hemisphere"), default="sphere")
-    parser.add_argument("--up-axis", choices=("y", "z"), default="y", help="the meshes' up axis (y for glTF/OBJ)")
+    parser.add_argument("--up-axis", choices=("y", "z"), default="y", help="the meshes' up axis: y (glTF/OBJ/Sweet Home 3D: y up, front +z) "
+                        "or z (already z up, front +y)")
     parser.add_argument("--supersample", type=int, default=2, help="rays per pixel along each axis")
     parser.add_argument("--max-meshes", type=int, default=None)
     parser.add_argument("--no-recursive", action="store_true")
