@@ -9,6 +9,7 @@ trimesh = pytest.importorskip("trimesh")
 
 from transinr.data.learnit import LearnitShapeNet  # noqa: E402
 from transinr.data.mesh_views import (  # noqa: E402
+    OBJECT_CONVENTION,
     cli_main,
     normalise_to_unit_sphere,
     render_mesh_folder,
@@ -82,8 +83,19 @@ def test_normalise_to_unit_sphere_and_up_axis():
     vertices = np.array([[0.0, 0.0, 0.0], [2.0, 10.0, 0.0], [2.0, 0.0, 1.0]])
     v = normalise_to_unit_sphere(vertices, up_axis="y")
     assert np.linalg.norm(v, axis=1).max() == pytest.approx(1.0)
-    # The long +y extent of the input now runs along +z.
+    # The long +y extent of the input now runs along +z, and its front (+z) faces +y.
     assert np.ptp(v[:, 2]) > np.ptp(v[:, 1]) and v[1, 2] > 0
+    assert v[2, 1] > v[0, 1]
+    assert np.allclose(v[:, 0], -(vertices[:, 0] - 1.0) / np.linalg.norm(vertices - [1, 5, 0.5], axis=1).max())
+
+
+def test_procedural_objects_face_plus_y():
+    """Cars are longer along their front-back axis, which the convention puts along y."""
+    for k in range(3):
+        car = make_shape("car", np.random.default_rng(k))
+        assert np.ptp(car.vertices[:, 1]) > 1.5 * np.ptp(car.vertices[:, 0])
+        nose = car.vertices[:, 1] > car.vertices[:, 1].max() - 0.05
+        assert car.vertices[nose, 1].mean() > 0  # the headlights sit at +y
 
 
 def test_split_ids_is_seeded_and_disjoint():
@@ -144,7 +156,8 @@ def test_procedural_shapes_are_seeded_and_coloured():
 
 def test_build_embedded_3d_tiny_budget_loads(tmp_path):
     root = build_embedded_3d(tmp_path / "shapes", n_objects_per_category=1, n_views=2, resolution=16, seed=0)
-    assert json.loads((root / "build_info.json").read_text())["n_views"] == 2
+    info = json.loads((root / "build_info.json").read_text())
+    assert info["n_views"] == 2 and info["convention"] == OBJECT_CONVENTION
     for category in CATEGORIES:
         dataset = LearnitShapeNet(root, category=category, split="train", n_support=1, n_query=1)
         assert len(dataset) == 1
@@ -153,3 +166,28 @@ def test_build_embedded_3d_tiny_budget_loads(tmp_path):
         assert item["object_id"] == f"{category}_0000"
         assert (item["support_rgb"] < 0.9).any()  # the object is visible
         assert torch.isfinite(item["query_rays_d"]).all()
+
+
+def test_the_embedded_set_builds_only_the_categories_asked_for(tmp_path, monkeypatch):
+    from transinr.data import procedural_shapes
+
+    monkeypatch.setenv("TRANSINR_DATA", str(tmp_path))
+    built = []
+    real_build = procedural_shapes.build_embedded_3d
+
+    def recording_build(out_root, *args, categories, **kwargs):
+        built.append(categories)
+        return real_build(out_root, *args, categories=categories, **kwargs)
+
+    monkeypatch.setattr(procedural_shapes, "build_embedded_3d", recording_build)
+    size = dict(n_objects_per_category=2, n_views=2)
+    root = procedural_shapes.ensure_embedded_3d(16, categories=("chair",), **size)
+    assert procedural_shapes.built_categories(root) == ["chair"]
+    assert (root / "chair_splits.json").is_file() and not (root / "car").exists()
+    assert procedural_shapes.ensure_embedded_3d(16, categories=("chair",), **size) == root  # cached
+    procedural_shapes.ensure_embedded_3d(16, categories=("lamp", "chair"), **size)
+    assert built == [("chair",), ("lamp",)]
+    assert procedural_shapes.built_categories(root) == ["chair", "lamp"]
+    assert sorted(p.name for p in root.parent.iterdir()) == [root.name]  # no partial folder left
+    dataset = LearnitShapeNet(root, category="chair", split="test", n_support=1, n_query=1)
+    assert len(dataset) == 1

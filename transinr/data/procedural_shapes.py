@@ -18,6 +18,7 @@ import colorsys
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 
 from transinr.data.mesh_views import (
     BLENDER_CAMERA_ANGLE_X,
+    OBJECT_CONVENTION,
     _trimesh,
     normalise_to_unit_sphere,
     scene_to_arrays,
@@ -264,14 +266,22 @@ def make_lamp(rng: np.random.Generator) -> list:
 
 
 BUILDERS = {"chair": make_chair, "car": make_car, "lamp": make_lamp}
+# The builders draw a chair facing +y (backrest at -y) but a car's nose and a desk lamp's
+# arm along +x; a quarter turn about z brings those to the kit's convention, front +y.
+FRONT_TURN_DEGREES = {"chair": 0.0, "car": 90.0, "lamp": 90.0}
 
 
 def make_shape(category: str, rng: np.random.Generator):
-    """One random object of ``category`` as a single coloured ``trimesh.Trimesh`` (z-up)."""
+    """One random object of ``category`` as a single coloured ``trimesh.Trimesh``:
+    z up, front facing +y (the convention of :mod:`transinr.data.mesh_views`)."""
     if category not in BUILDERS:
         raise ValueError(f"unknown category '{category}', expected one of {sorted(BUILDERS)}")
     trimesh = _trimesh()
-    return trimesh.util.concatenate(BUILDERS[category](rng))
+    mesh = trimesh.util.concatenate(BUILDERS[category](rng))
+    if FRONT_TURN_DEGREES[category]:
+        mesh.apply_transform(trimesh.transformations.rotation_matrix(np.radians(FRONT_TURN_DEGREES[category]),
+                                                                     [0, 0, 1]))
+    return mesh
 
 
 # -- dataset ------------------------------------------------------------------------
@@ -322,43 +332,109 @@ def build_embedded_3d(
         write_split_file(out_root, category, ids, seed)
     info = dict(n_objects_per_category=n_objects_per_category, n_views=n_views, resolution=resolution, seed=seed,
                 categories=list(categories), supersample=supersample, views=views,
-                build_seconds=round(time.time() - start, 1))
+                convention=OBJECT_CONVENTION, build_seconds=round(time.time() - start, 1))
     (out_root / "build_info.json").write_text(json.dumps(info, indent=1))
     return out_root
 
 
-def ensure_embedded_3d(resolution: int = 64, **kwargs) -> Path:
-    """Path of the procedural dataset at ``resolution``, built on first use (minutes)."""
+def _built_with_current_convention(root: Path) -> bool:
+    """A finished build whose objects follow today's orientation convention (older caches
+    had cars and lamps facing +x; they are rebuilt)."""
+    try:
+        info = json.loads((root / "build_info.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return info.get("convention") == OBJECT_CONVENTION
+
+
+def built_categories(root: Path) -> list[str]:
+    """Categories whose build finished under ``root`` (listed in its ``build_info.json``)
+    under today's object convention; none for an older cache, which is rebuilt."""
+    if not _built_with_current_convention(Path(root)):
+        return []
+    return list(json.loads((Path(root) / "build_info.json").read_text()).get("categories", []))
+
+
+def ensure_embedded_3d(resolution: int = 64, categories=CATEGORIES,
+                       n_objects_per_category: int = DEFAULT_OBJECTS_PER_CATEGORY,
+                       n_views: int = DEFAULT_VIEWS, **kwargs) -> Path:
+    """Path of the procedural dataset at ``resolution``, each of ``categories`` built on
+    first use: only the categories asked for (100 chairs of 50 views: minutes on a CPU).
+
+    The default size lives in ``$TRANSINR_DATA/shapes3d/<resolution>px``; other sizes
+    (e.g. a tiny smoke-test set) in a folder named after them.
+    """
     root = default_embedded_3d_root(resolution)
-    if (root / "build_info.json").is_file():
+    if (n_objects_per_category, n_views) != (DEFAULT_OBJECTS_PER_CATEGORY, DEFAULT_VIEWS):
+        root = root.with_name(f"{root.name}-{n_objects_per_category}objects-{n_views}views")
+    categories = [categories] if isinstance(categories, str) else list(categories)
+    done = built_categories(root)
+    missing = [category for category in categories if category not in done]
+    if not missing:
         return root
-    # Build next to the final folder, then move it in place: no half-built dataset
-    # is ever mistaken for a finished one.
+    # Build next to the final folder, then move each category in place: no half-built
+    # category is ever mistaken for a finished one (an interrupted build resumes).
     partial = root.with_name(root.name + ".partial")
-    build_embedded_3d(partial, resolution=resolution, **kwargs)
-    if root.exists():
-        shutil.rmtree(root)
-    partial.rename(root)
+    build_embedded_3d(partial, n_objects_per_category, n_views, resolution, categories=tuple(missing), **kwargs)
+    root.mkdir(parents=True, exist_ok=True)
+    for category in missing:
+        if (root / category).exists():
+            shutil.rmtree(root / category)
+        (partial / category).rename(root / category)
+        os.replace(partial / f"{category}_splits.json", root / f"{category}_splits.json")
+    info = json.loads((partial / "build_info.json").read_text())
+    info["categories"] = [c for c in CATEGORIES if c in done or c in missing]
+    info["last_build"] = {"categories": missing, "seconds": info.pop("build_seconds")}
+    scratch = partial / "build_info.json"
+    scratch.write_text(json.dumps(info, indent=1))
+    os.replace(scratch, root / "build_info.json")  # written last: the categories are complete
+    shutil.rmtree(partial)
     return root
 
 
 def cli_main(argv=None) -> int:
+    from . import sweethome3d
+
     parser = argparse.ArgumentParser(
         prog="transinr build-3d",
-        description="Build the procedural chairs/cars/lamps multi-view dataset (learnit layout).")
-    parser.add_argument("--out", default=None, help="output root (default $TRANSINR_DATA/shapes3d/<res>px)")
-    parser.add_argument("--objects", type=int, default=DEFAULT_OBJECTS_PER_CATEGORY, help="objects per category")
+        description="Build a multi-view 3D dataset in the learnit layout: the procedural chairs/cars/lamps "
+                    "(default), or real furniture from Sweet Home 3D's catalogues (--source sweethome3d).")
+    parser.add_argument("--source", choices=("procedural", "sweethome3d"), default="procedural")
+    parser.add_argument("--out", default=None,
+                        help="output root (default $TRANSINR_DATA/shapes3d/<res>px, or sweethome3d/<res>px)")
+    parser.add_argument("--objects", type=int, default=None,
+                        help=f"objects per category (procedural, default {DEFAULT_OBJECTS_PER_CATEGORY}; "
+                             "sweethome3d: at most this many, default all)")
     parser.add_argument("--views", type=int, default=DEFAULT_VIEWS, help="views per object")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--categories", nargs="+", default=list(CATEGORIES), choices=list(CATEGORIES))
+    parser.add_argument("--categories", nargs="+", default=None,
+                        help=f"procedural: some of {' '.join(CATEGORIES)} (default all); "
+                             f"sweethome3d: some of {' '.join(sweethome3d.CATEGORIES)} (default chair)")
     parser.add_argument("--supersample", type=int, default=2)
     parser.add_argument("--view-sphere", choices=("sphere", "hemisphere"), default="sphere")
+    parser.add_argument("--furniture-dir", default=str(sweethome3d.DEFAULT_FURNITURE_DIR),
+                        help="sweethome3d: folder of the *.sh3f archives")
     args = parser.parse_args(argv)
-    root = build_embedded_3d(args.out, n_objects_per_category=args.objects, n_views=args.views,
-                             resolution=args.resolution, seed=args.seed, categories=tuple(args.categories),
-                             supersample=args.supersample, views=args.view_sphere)
-    print(f"built {root}")
+    known = CATEGORIES if args.source == "procedural" else sweethome3d.CATEGORIES
+    categories = tuple(args.categories or (CATEGORIES if args.source == "procedural" else ("chair",)))
+    unknown = [c for c in categories if c not in known]
+    if unknown:
+        parser.error(f"--categories {' '.join(unknown)}: the {args.source} source has {' '.join(known)}")
+    common = dict(n_views=args.views, resolution=args.resolution, seed=args.seed, categories=categories,
+                  supersample=args.supersample, views=args.view_sphere)
+    if args.source == "sweethome3d":
+        try:
+            root = sweethome3d.build_sweethome3d(args.out, args.furniture_dir, max_per_category=args.objects,
+                                                 **common)
+        except FileNotFoundError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+    else:
+        root = build_embedded_3d(args.out, n_objects_per_category=args.objects or DEFAULT_OBJECTS_PER_CATEGORY,
+                                 **common)
+    info = json.loads((root / "build_info.json").read_text())
+    print(f"built {root} in {info['build_seconds']} s")
     return 0
 
 
