@@ -158,6 +158,27 @@ def seconds_per_call(fn: Callable[[], object], steps: int, warmup: int, device: 
     return (time.perf_counter() - start) / steps
 
 
+def alternating_seconds(fns: dict[str, Callable[[], object]], rounds: int, steps: int, warmup: int,
+                        device: torch.device) -> dict[str, list[float]]:
+    """Seconds per call of each of ``fns`` in each of ``rounds`` rounds, taken in turn.
+
+    Every round times each function for ``steps`` calls; the order flips every round
+    (A B, B A, …) so that a drift of the machine's speed (other work starting, clocks
+    changing) falls on both alike. Warm-up calls run once, before the first round.
+    """
+    if rounds < 1:
+        raise ValueError(f"--rounds must be at least 1, got {rounds}")
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    names = list(fns)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(rounds):
+        for name in names if index % 2 == 0 else reversed(names):
+            seconds[name].append(seconds_per_call(fns[name], steps, 0, device))
+    return seconds
+
+
 # -- memory ---------------------------------------------------------------------------
 
 

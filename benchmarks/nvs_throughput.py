@@ -61,8 +61,8 @@ def synthetic_view_batch(config, batch: int, device: torch.device, seed: int = 0
 
     support_rgb (B, V, 3, H, W), support_rays_o / _d (B, V, H, W, 3), query_rgb and
     query_rays_o / _d (B, R, 3) for R = nvs.train_rays pixels of one other view each,
-    focal / near / far (B,). Rays are real camera rays, so the sample points lie where
-    the dataset's would.
+    support_poses (B, V, 4, 4), focal / near / far (B,). Rays are real camera rays, so
+    the sample points lie where the dataset's would.
     """
     generator = torch.Generator().manual_seed(seed)
     size, n_views, n_rays = view_resolution(config), config.data.n_support, config.nvs.train_rays
@@ -77,6 +77,7 @@ def synthetic_view_batch(config, batch: int, device: torch.device, seed: int = 0
         "support_rgb": torch.rand(batch, n_views, 3, size, size, generator=generator),
         "support_rays_o": origins[:, :n_views],
         "support_rays_d": directions[:, :n_views],
+        "support_poses": poses.reshape(batch, n_views + 1, 4, 4)[:, :n_views],
         "query_rgb": torch.rand(batch, n_rays, 3, generator=generator),
         "query_rays_o": torch.gather(origins[:, n_views].reshape(batch, -1, 3), 1, pick),
         "query_rays_d": torch.gather(directions[:, n_views].reshape(batch, -1, 3), 1, pick),

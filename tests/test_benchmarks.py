@@ -12,6 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from transinr.config import ConfigError, load_config
+from transinr.models import build_model
+from transinr.models.tokenizers import patchify
+from transinr.models.weight_tokens import modulate_columns
+from transinr.tasks import build_task
 
 from .helpers import REPO_ROOT, tiny_image_config, write_config_yaml
 
@@ -19,6 +23,7 @@ from .helpers import REPO_ROOT, tiny_image_config, write_config_yaml
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import common  # noqa: E402
 import inr_build  # noqa: E402
+import official_weights  # noqa: E402
 import nvs_throughput  # noqa: E402
 import train_throughput  # noqa: E402
 
@@ -129,3 +134,103 @@ def test_run_all_lists_every_benchmark_and_rejects_unknown_arguments():
     wrong = subprocess.run(["bash", "benchmarks/run_all.sh", "--bogus"], cwd=REPO_ROOT, capture_output=True,
                            text=True, timeout=300)
     assert wrong.returncode == 2 and "unknown argument" in wrong.stderr
+
+
+# -- the side-by-side benchmark's weight mapping (benchmarks/official_weights.py) ----------
+# The official code is not part of this project, so these tests check the mapping's parts
+# against what they stand for, with torch alone: F.unfold for the patch order, ``repeat``
+# for the official column groups, and the kit's own model for everything else.
+
+
+
+def test_patch_permutation_turns_patchify_into_unfold_order():
+    images = torch.randn(2, 3, 8, 8)
+    kit = patchify(images, 4)  # (B, L, p·p·C), each patch (row, column, channel)
+    unfolded = F.unfold(images, 4, stride=4).transpose(1, 2)  # (B, L, C·p·p): (channel, row, column)
+    assert torch.equal(kit[..., official_weights.patch_permutation(4, 3)], unfolded)
+
+
+def test_group_permutation_turns_interleaved_groups_into_repeated_ones():
+    base = torch.randn(6, 8)  # 5 inputs + bias row, 8 columns
+    vectors = torch.randn(2, 4, 5)  # 4 groups
+    kit = modulate_columns(base, vectors)  # group k owns columns 2k, 2k + 1
+    perm = official_weights.group_permutation(8, 4)
+    official_base = base[:, perm]
+    repeated = vectors.transpose(1, 2).repeat(1, 1, 2)  # column j belongs to group j mod 4
+    official = F.normalize(official_base[:-1] * repeated, dim=1)
+    assert torch.allclose(kit[:, :-1, perm], official, atol=1e-6)
+    assert torch.equal(kit[:, -1, perm], official_base[-1].expand(2, -1))
+
+
+def kit_and_layout(task: str):
+    config = tiny_image_config() if task == "image" else load_config("shapes3d_chairs_1view", TINY_NVS)
+    torch.manual_seed(0)
+    model = build_model(config, int(config.data.resolution))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    layout = official_weights.Layout.of(model)
+    state = model.state_dict()
+    for name in layout.kit_only_names(state):
+        state[name].zero_()
+    return config, model, layout
+
+
+@pytest.mark.parametrize("task", ["image", "nvs"])
+def test_official_mapping_round_trips_every_kit_parameter(task):
+    _, model, layout = kit_and_layout(task)
+    state = model.state_dict()
+    official = official_weights.kit_to_official(state, layout)
+    # Every tensor is moved, none is made up: the official model holds as many numbers.
+    kit_only = sum(state[n].numel() for n in layout.kit_only_names(state))
+    assert sum(v.numel() for v in official.values()) == sum(v.numel() for v in state.values()) - kit_only
+    assert all(name.startswith(("tokenizer.prefc", "tokenizer.posemb", "transformer_encoder.layers.",
+                                "base_params.", "wtoken_postfc.", "wtokens")) for name in official)
+    back = official_weights.official_to_kit(official, layout, state)
+    assert back.keys() == state.keys()
+    for name, value in state.items():
+        assert torch.equal(back[name], value), name
+
+
+@pytest.mark.parametrize("task", ["image", "nvs"])
+def test_reordered_generated_weights_compute_the_same_inr(task, one_thread):
+    """Columns reordered by groups and the next layer's rows by the same order: one function."""
+    config, model, layout = kit_and_layout(task)
+    weights = [torch.randn(2, *shape) for shape in model.hyponet.layer_shapes]
+    reordered = official_weights.official_columns(weights, layout)
+    assert [w.shape for w in reordered] == [w.shape for w in weights]
+    coords = torch.rand(2, 50, model.hyponet.in_dim) * 2 - 1
+    assert torch.allclose(model.hyponet(coords, reordered), model.hyponet(coords, weights), atol=1e-5)
+    # ... and differ from the kit's order wherever a layer has groups of several columns.
+    assert any(not torch.equal(a, b) for a, b in zip(reordered, weights))
+
+
+def test_official_mapping_refuses_a_nonzero_kit_only_parameter():
+    config = tiny_image_config()
+    config.model.qkv_bias = True
+    model = build_model(config, 32)
+    layout = official_weights.Layout.of(model)
+    with torch.no_grad():
+        model.transformer.blocks[0].attn.qkv.bias.fill_(0.5)
+    with pytest.raises(ValueError, match="no counterpart in the official model"):
+        official_weights.kit_to_official(model.state_dict(), layout)
+
+
+def test_alternating_timer_times_each_function_every_round_in_flipped_order(one_thread):
+    calls = []
+    config = tiny_image_config()
+    model = build_model(config, 32)
+    step, _ = common.training_step_closures(config, build_task(config), model, torch.rand(2, 3, 32, 32),
+                                            torch.device("cpu"))
+    fns = {"a": lambda: (calls.append("a"), step()), "b": lambda: calls.append("b")}
+    seconds = common.alternating_seconds(fns, rounds=3, steps=2, warmup=1, device=torch.device("cpu"))
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] + ["b", "b", "a", "a"] + ["a", "a", "b", "b"]
+    assert len(seconds["a"]) == len(seconds["b"]) == 3
+    assert all(a > b > 0 for a, b in zip(seconds["a"], seconds["b"]))  # a training step outlasts an append
+
+
+def test_against_official_refuses_a_folder_without_the_official_code(tmp_path):
+    import against_official
+
+    with pytest.raises(SystemExit, match="not a checkout of the official trans-inr code"):
+        against_official.main(["--official", str(tmp_path), "--device", "cpu"])
