@@ -7,6 +7,9 @@ figure is the model's step alone.
 
     python benchmarks/train_throughput.py                 # emoji32_bench, batch 32
     python benchmarks/train_throughput.py celeba178 --steps 3
+
+For the same step beside the official implementation's, measured in one run, see
+benchmarks/against_official.py.
 """
 
 from __future__ import annotations
@@ -21,10 +24,6 @@ from transinr.config import load_config
 from transinr.models import build_model
 from transinr.runtime import resolve_device
 from transinr.tasks import build_task
-
-# Reference measured on a 2-core machine of the kind this kit is developed on: the
-# paper's implementation of the emoji32_bench step at batch 32.
-REFERENCE_IMAGES_PER_SECOND = 17.5
 
 
 def synthetic_batch(config, batch_size: int, device):
@@ -75,9 +74,6 @@ def main() -> None:
           f"= {100 * result['gflops'] / peak:.0f}% of the matmul peak")
     print(f"  peak memory: {result['peak_memory_mib']:.0f} MiB "
           f"({'CUDA allocated' if device.type == 'cuda' else 'process max RSS'})")
-    if result["config"] == "emoji32_bench" and device.type == "cpu" and result["batch"] == 32:
-        print(f"  vs the paper implementation's {REFERENCE_IMAGES_PER_SECOND} images/s on a 2-core "
-              f"reference machine: {result['images_per_s'] / REFERENCE_IMAGES_PER_SECOND:.2f}×")
 
 
 if __name__ == "__main__":
