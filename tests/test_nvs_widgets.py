@@ -191,20 +191,77 @@ def test_turntable_frames_circle_the_object_and_make_a_gif(ball):
 # ------------------------------------------------------------------ the explorer
 
 
-def test_the_explorer_rerenders_when_a_slider_moves(views_root, ball):
+def test_the_explorer_previews_while_dragging_and_renders_the_full_view_when_still(views_root, ball):
     pytest.importorskip("ipywidgets")
-    go = pytest.importorskip("plotly.graph_objects")
+    pytest.importorskip("plotly.graph_objects")
     explorer = nvs_widgets.ViewSynthesisExplorer({"ball": ball, "2 views": viewed(views_root, 2)},
-                                                 size=10, n_samples=8, grid=8)
-    assert explorer.azimuth.continuous_update is False and explorer.last["label"] == "ball"
+                                                 size=12, n_samples=8, grid=8, preview_size=6, preview_samples=4)
+    assert explorer.azimuth.continuous_update is True  # every step of a drag reaches the kernel
+    assert explorer.last["label"] == "ball" and explorer.last["quality"] == "full"
     explorer.azimuth.value = 90.0
-    result = explorer.last
-    assert result["azimuth"] == 90.0 and result["image"].shape == (10, 10, 3) and result["seconds"] > 0
-    assert torch.allclose(result["pose"], pose_spherical(90.0, explorer.elevation.value, explorer.radius.value))
-    assert isinstance(result["scene"], go.Figure) and result["scene"].data[-1].name == "novel view"
+    preview = explorer.last
+    assert preview["quality"] == "preview" and preview["image"].shape == (6, 6, 3)
+    assert preview["n_samples"] == 4 and preview["seconds"] >= preview["render_seconds"] > 0
+    assert "preview" in explorer.caption.value and "updated in" in explorer.caption.value
+    full = explorer.settle()
+    assert full["quality"] == "full" and full["image"].shape == (12, 12, 3) and full["azimuth"] == 90.0
+    assert torch.allclose(full["pose"], pose_spherical(90.0, explorer.elevation.value, explorer.radius.value))
+    assert full["scene"].data[-1].name == "novel view"
     explorer.radius.value = 5.0
     assert explorer.last["far"] == pytest.approx(float(ball.batch["far"][0]) + 1.0, abs=1e-3)
     explorer.nerf.value = "2 views"
     assert explorer.last["label"] == "2 views" and set(explorer._clouds) == {"ball", "2 views"}
+    assert len(explorer.supports.children) == 2
     with pytest.raises(ValueError, match="at least one"):
         nvs_widgets.ViewSynthesisExplorer({})
+
+
+def test_the_explorer_moves_only_the_novel_camera_and_keeps_the_users_view_of_the_scene(ball):
+    pytest.importorskip("ipywidgets")
+    pytest.importorskip("anywidget")  # plotly's FigureWidget
+    explorer = nvs_widgets.ViewSynthesisExplorer(ball, size=8, n_samples=4, grid=8)
+    scene = explorer.scene
+    assert scene.layout.uirevision  # plotly keeps a camera the user turned across updates
+    before = {trace.name: (trace.x, trace.y, trace.z) for trace in scene.data}
+    explorer.elevation.value = 40.0
+    after = {trace.name: (trace.x, trace.y, trace.z) for trace in explorer.scene.data}
+    assert explorer.scene is scene and list(after) == list(before)
+    assert after["novel view"] != before["novel view"]
+    assert all(after[name] == before[name] for name in before if name != "novel view")
+    assert list(scene.layout.scene.xaxis.range) == pytest.approx([-1.1 * explorer.radius.max, 1.1 * explorer.radius.max])
+
+
+class GhostNeRF(BallNeRF):
+    """The ball, and a copy of it at x = 2.2 (outside the unit sphere): what a NeRF whose
+    Fourier features repeat may hold where it was never trained."""
+
+    def forward(self, points, weights, **extra):
+        return super().forward(points, weights) + super().forward(points - torch.tensor([2.2, 0.0, 0.0]), weights)
+
+
+def test_novel_views_render_only_inside_the_objects_sphere(ball):
+    ghost = nvs_widgets.ViewedObject(GhostNeRF(), ball.task, ball.batch, ball.weights, "ghost")
+    # From 6 units away on the -y axis, looking at the origin, the copy is in the picture.
+    unbounded = nvs_widgets.render_orbit_view(ghost, -90.0, 0.0, 6.0, size=32, n_samples=96, bound=None)["image"]
+    bounded = nvs_widgets.render_orbit_view(ghost, -90.0, 0.0, 6.0, size=32, n_samples=96, bound=1.05)["image"]
+    only_ball = nvs_widgets.render_orbit_view(ball, -90.0, 0.0, 6.0, size=32, n_samples=96, bound=None)["image"]
+    assert dark_fraction(unbounded) > dark_fraction(only_ball) + 0.01  # the ghost shows without the bound
+    assert dark_fraction(bounded) == pytest.approx(dark_fraction(only_ball), abs=0.01)
+    origins = torch.tensor([[0.0, 0.0, 4.0], [0.0, 3.0, 4.0]])
+    t_in, t_out, hit = nvs_widgets.sphere_interval(origins, torch.tensor([[0.0, 0.0, -2.0]] * 2), 1.0)
+    assert hit.tolist() == [True, False] and t_in[0] == pytest.approx(1.5) and t_out[0] == pytest.approx(2.5)
+
+
+def test_the_latency_benchmark_drives_the_explorer_as_a_slider_does(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("ipywidgets")
+    import sys
+
+    monkeypatch.setenv("TRANSINR_DATA", str(tmp_path))  # the smoke set is built here, in well under a second
+    monkeypatch.syspath_prepend(str(helpers.REPO_ROOT / "benchmarks"))
+    import explorer_latency
+
+    explorer_latency.main(["--smoke", "--size", "16", "--samples", "8", "--steps", "3"])
+    out = capsys.readouterr().out
+    assert "preview while dragging" in out and "full view after release" in out and "(6 updates)" in out and "(4 updates)" in out
+    assert (tmp_path / "shapes3d" / "64px-2objects-3views" / "chair_splits.json").is_file()
+    assert "explorer_latency" in sys.modules

@@ -17,18 +17,23 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .metrics import psnr_per_item
-from .render import camera_frustum_lines, pose_spherical
+from .render import camera_directions, camera_frustum_lines, pose_spherical
+from .viz import to_numpy_image
 from .tasks.nvs import (TURNTABLE_ELEVATION, ViewSynthesis, camera_on_orbit, hyponet_of, nerf_field,
-                        render_novel_view, render_weights, turntable_poses, views_figure, write_gif)
+                        render_weights, turntable_poses, views_figure, write_gif)
 
 DEFAULT_CHUNK = 8192  # rays per pass: a whole 64 px view (4096 rays) at once, ~70 MB per layer at 64 samples
 MIN_NEAR = 0.05  # the depth window never starts behind the camera
+# Where objects lie: the embedded set fits each in the unit sphere (a margin added for the
+# NeRF's soft surfaces); learnit's ShapeNet objects fit in the cube [-1, 1]³.
+SCENE_BOUNDS = {"shapes3d": 1.05, "learnit": math.sqrt(3.0)}
 
 
 # -- one object as a meta-learner sees it ----------------------------------------------
@@ -100,26 +105,85 @@ class ViewedObject:
         return replace(self, weights=weights, label=label or f"{self.label} + TTO ({n_steps} steps)")
 
 
+# A smoke-test set (CI): 2 objects of 3 views, so one test object; built in well under a second.
+SMOKE_SET = {"n_objects_per_category": 2, "n_views": 3}
+
+
+def held_out_objects(config, smoke: bool = False):
+    """The test split a notebook reads (a :class:`~transinr.data.views.PosedViews`): for the
+    embedded set only ``config.data.category`` is built on first use, at the config's size;
+    with ``smoke`` a tiny build of :data:`SMOKE_SET` instead."""
+    import copy
+
+    from .data.procedural_shapes import ensure_embedded_3d
+    from .data.views import build_view_dataset
+
+    if smoke and config.data.name == "shapes3d" and not config.data.root:
+        config = copy.deepcopy(config)
+        resolution = config.data.resolution if isinstance(config.data.resolution, int) else 64
+        config.data.root = str(ensure_embedded_3d(resolution, categories=(config.data.category,), **SMOKE_SET))
+    return build_view_dataset(config, "test")
+
+
 # -- the camera sliders' callback ------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def _camera_grid(size: int, focal: float) -> torch.Tensor:
+    """(size², 3) camera-space ray directions of a square pinhole image; kept, since a
+    slider only moves the camera."""
+    return camera_directions(size, size, focal).reshape(-1, 3)
+
+
+def sphere_interval(origins: torch.Tensor, directions: torch.Tensor, radius: float):
+    """Where rays ``o + t d`` (R, 3) are inside the sphere of ``radius`` at the origin:
+    t_in (R,), t_out (R,) and hit (R,) bool (t in units of the un-normalised d)."""
+    a = (directions * directions).sum(-1)
+    b = (origins * directions).sum(-1)
+    c = (origins * origins).sum(-1) - radius * radius
+    disc = b * b - a * c
+    root = disc.clamp_min(0).sqrt()
+    return (-b - root) / a, (-b + root) / a, disc > 0
 
 
 def render_orbit_view(obj: ViewedObject, azimuth: float, elevation: float, radius: float,
                       size: int | None = None, n_samples: int | None = None,
-                      chunk: int = DEFAULT_CHUNK) -> dict:
+                      chunk: int = DEFAULT_CHUNK, bound: float | None | str = "auto") -> dict:
     """Render the object's NeRF from a camera on the orbit.
 
-    Returns image (size, size, 3) float array in [0, 1], pose (4, 4), seconds (the
-    render alone), the camera (azimuth, elevation, radius), near, far, n_samples.
+    bound: render only inside the sphere of this radius, where every object of the data
+    lies (rays that miss it are background; "auto": :data:`SCENE_BOUNDS` of the data). Outside it the NeRF was never trained and
+    its Fourier features repeat, so a camera that sees past it (larger radius: a wider
+    footprint) would show ghost copies of the object there; the samples are also spent
+    where the object is. None: the whole depth window, as the evaluation renders.
+    Returns image (size, size, 3) float array in [0, 1], pose (4, 4), render_seconds,
+    the camera (azimuth, elevation, radius), near, far, n_samples, size.
     """
     size = obj.size if size is None else int(size)
     n_samples = obj.task.config.nvs.n_samples if n_samples is None else int(n_samples)
+    if bound == "auto":
+        bound = SCENE_BOUNDS.get(obj.task.config.data.name)
     pose = pose_spherical(float(azimuth), float(elevation), float(radius))
     near, far = obj.depth_window(float(radius))
     start = time.perf_counter()
-    image = render_novel_view(obj.model, obj.weights, pose, obj.focal_at(size), size, size,
-                              near=near, far=far, n_samples=n_samples, chunk=chunk)
+    device = obj.weights[0].device
+    directions = (_camera_grid(size, obj.focal_at(size)) @ pose[:3, :3].T).to(device)  # (R, 3)
+    origins = pose[:3, 3].to(device).expand_as(directions)
+    t_in = torch.full(directions.shape[:1], near, device=device)
+    t_out = torch.full_like(t_in, far)
+    if bound is not None:
+        entry, exit_, hit = sphere_interval(origins, directions, bound)
+        t_in, t_out = t_in.maximum(entry), t_out.minimum(exit_)
+    inside = (t_out > t_in) if bound is not None else torch.ones_like(t_in, dtype=torch.bool)
+    image = torch.ones(directions.shape[0], 3, device=device)  # white background
+    if inside.any():
+        with torch.no_grad():
+            image[inside] = render_weights(hyponet_of(obj.model), obj.weights, origins[inside][None],
+                                           directions[inside][None], t_in[inside][None], t_out[inside][None],
+                                           n_samples, chunk=chunk)[0]
     seconds = time.perf_counter() - start
-    return {"image": image[0].permute(1, 2, 0).cpu().numpy(), "pose": pose, "seconds": seconds,
+    return {"image": image.view(size, size, 3).clamp(0, 1).cpu().numpy(), "pose": pose,
+            "render_seconds": seconds, "seconds": seconds,
             "azimuth": float(azimuth), "elevation": float(elevation), "radius": float(radius),
             "near": near, "far": far, "n_samples": n_samples, "size": size}
 
@@ -173,11 +237,14 @@ def _frustum_trace(pose: torch.Tensor, focal: float, size: int, scale: float, na
 
 
 def scene_figure(obj: ViewedObject, novel_pose: torch.Tensor | None = None, points: np.ndarray | None = None,
-                 colours: np.ndarray | None = None, frustum_scale: float = 0.8, height: int = 420):
+                 colours: np.ndarray | None = None, frustum_scale: float = 0.8, height: int = 420,
+                 reach: float | None = None):
     """A plotly 3D scene: the support cameras (blue), the novel camera (red) and the
     object as a point cloud (see :func:`density_point_cloud`). Returns a ``go.Figure``.
 
-    novel_pose: (4, 4) camera-to-world; points, colours: (N, 3).
+    novel_pose: (4, 4) camera-to-world; points, colours: (N, 3). reach: half the side of
+    the axes' cube (default: just past the farthest camera). The layout's ``uirevision``
+    keeps a camera the user turned when the figure's data is updated in place.
     """
     import plotly.graph_objects as go
 
@@ -192,10 +259,15 @@ def scene_figure(obj: ViewedObject, novel_pose: torch.Tensor | None = None, poin
         traces.append(_frustum_trace(pose, focal, obj.size, frustum_scale, f"support view {index + 1}", "#1f77b4"))
     if novel_pose is not None:
         traces.append(_frustum_trace(novel_pose, focal, obj.size, frustum_scale, "novel view", "#d62728"))
-    reach = 1.1 * max([obj.support_orbit[2]] + ([float(novel_pose[:3, 3].norm())] if novel_pose is not None else []))
+    if reach is None:
+        reach = 1.1 * max([obj.support_orbit[2]]
+                          + ([float(novel_pose[:3, 3].norm())] if novel_pose is not None else []))
     axis = {"range": [-reach, reach], "showbackground": False, "zeroline": False}
     figure = go.Figure(traces)
-    figure.update_layout(scene={"xaxis": axis, "yaxis": axis, "zaxis": axis, "aspectmode": "cube"},
+    # A closer default eye than plotly's (1.25, 1.25, 1.25): the object, not the empty cube, fills the scene.
+    figure.update_layout(scene={"xaxis": axis, "yaxis": axis, "zaxis": axis, "aspectmode": "cube",
+                                "camera": {"eye": {"x": 0.75, "y": 0.75, "z": 0.45}}},
+                         uirevision="keep the user's camera",
                          height=height, margin={"l": 0, "r": 0, "t": 30, "b": 0},
                          title={"text": f"{obj.label}: cameras and the generated NeRF", "font": {"size": 12}},
                          legend={"x": 0, "y": 1})
@@ -312,41 +384,114 @@ def views_and_render_figure(obj: ViewedObject, result: dict):
 
 
 class ViewSynthesisExplorer:
-    """Sliders for azimuth, elevation and radius re-render the novel view of a generated
-    NeRF; a dropdown switches between NeRFs (e.g. 1 and 2 input views); a plotly scene
-    shows the support cameras, the novel camera and the object's dense points.
+    """Sliders for azimuth, elevation and radius fly a camera around a generated NeRF; a
+    dropdown switches between NeRFs (e.g. 1 and 2 input views); a plotly scene shows the
+    support cameras, the novel camera and the object's dense points.
 
-    ``last`` holds the latest :func:`render_orbit_view` result plus ``label`` and
-    ``scene`` (the ``go.Figure``), so a notebook can move a slider and check the result.
+    While a slider is dragged each move renders a **preview** (``preview_size`` pixels,
+    ``preview_samples`` samples per ray: tens of milliseconds); once the sliders have been
+    still for ``settle_seconds`` the **full** view is rendered (``size``, ``n_samples``).
+    The generated weights, the ray grids and each NeRF's dense points are computed once;
+    the scene is a plotly ``FigureWidget`` updated in place (only the novel camera's
+    trace moves), so a camera the user turned stays where it is.
+
+    ``last`` holds the latest :func:`render_orbit_view` result plus ``label``,
+    ``quality`` ("preview" or "full"), ``seconds`` (the whole update in the kernel:
+    render, PNG, scene) and ``scene``. ipywidgets hides errors raised in callbacks, so a
+    notebook moves a slider itself, calls :meth:`settle` and checks ``last``.
     """
 
     def __init__(self, objects: dict[str, ViewedObject] | ViewedObject, size: int | None = None,
                  n_samples: int | None = None, grid: int = 32, chunk: int = DEFAULT_CHUNK,
-                 azimuth_offset: float = 45.0):
+                 azimuth_offset: float = 45.0, preview_size: int | None = None,
+                 preview_samples: int | None = None, settle_seconds: float = 0.4, display_px: int = 256):
         import ipywidgets as w
 
         if isinstance(objects, ViewedObject):
             objects = {objects.label: objects}
         if not objects:
             raise ValueError("ViewSynthesisExplorer needs at least one ViewedObject")
-        self.objects, self.size, self.n_samples, self.grid, self.chunk = objects, size, n_samples, grid, chunk
+        first = next(iter(objects.values()))
+        self.objects, self.grid, self.chunk = objects, grid, chunk
+        self.size = first.size if size is None else int(size)
+        self.n_samples = first.task.config.nvs.n_samples if n_samples is None else int(n_samples)
+        self.preview_size = preview_size or max(8, self.size // 2)
+        self.preview_samples = preview_samples or max(4, self.n_samples // 4)
+        self.settle_seconds, self.display_px = settle_seconds, display_px
         self.last: dict | None = None
         self._clouds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        azimuth, elevation, radius = next(iter(objects.values())).support_orbit
-        slider = dict(continuous_update=False, readout_format=".0f", style={"description_width": "70px"})
+        self._pending = None  # the timer of the full render after a drag
+        azimuth, elevation, radius = first.support_orbit
+        slider = dict(continuous_update=True, readout_format=".0f",
+                      style={"description_width": "80px"}, layout={"width": "340px"})
         self.azimuth = w.FloatSlider(_wrap_degrees(azimuth + azimuth_offset), min=-180, max=180, step=5,
                                      description="azimuth °", **slider)
         self.elevation = w.FloatSlider(round(elevation), min=-89, max=89, step=5, description="elevation °",
                                        **slider)
         self.radius = w.FloatSlider(round(radius, 1), min=max(1.5, radius - 1.5), max=radius + 2.0, step=0.1,
                                     description="radius", **{**slider, "readout_format": ".1f"})
-        self.nerf = w.Dropdown(options=list(objects), description="NeRF")
-        for control in (self.azimuth, self.elevation, self.radius, self.nerf):
-            control.observe(lambda _: self.update(), names="value")
-        self.view_output, self.scene_output = w.Output(), w.Output()
+        self.nerf = w.Dropdown(options=list(objects), description="NeRF", style={"description_width": "80px"})
+        for control in (self.azimuth, self.elevation, self.radius):
+            control.observe(lambda _: self.slide(), names="value")
+        self.nerf.observe(lambda _: self.switch(), names="value")
+        self.supports = w.HBox()
+        self.view = w.Image(format="png", layout={"width": f"{display_px}px", "height": f"{display_px}px"})
+        self.caption = w.HTML()
+        self.scene = self._scene_widget()
         controls = w.VBox([w.HBox([self.azimuth, self.elevation]), w.HBox([self.radius, self.nerf])])
-        self.widget = w.VBox([controls, w.HBox([self.view_output, self.scene_output])])
-        self.update()
+        left = w.VBox([self.supports, self.view, self.caption])
+        self.widget = w.VBox([controls, w.HBox([left, self.scene if self._live_scene else self._scene_output])])
+        self.switch()
+
+    # -- what the widgets call ---------------------------------------------------------
+
+    def slide(self) -> dict:
+        """A slider moved: a preview now, the full view once the sliders are still."""
+        result = self.update("preview")
+        self._schedule_full()
+        return result
+
+    def settle(self) -> dict:
+        """Render the full view now (what the timer does after a drag)."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        return self.update("full")
+
+    def switch(self) -> dict:
+        """Another NeRF: its support views and dense points, then the full view."""
+        from plotly.graph_objects import Figure
+
+        obj = self.objects[self.nerf.value]
+        self.supports.children = [self._image((to_numpy_image(image) * 255).round().astype(np.uint8),
+                                              self.display_px // 2)
+                                  for image in obj.batch["support_rgb"][0]]
+        figure = scene_figure(obj, None, *self.point_cloud(self.nerf.value), reach=self._reach())
+        if self._live_scene:
+            self.scene.data = []
+            self.scene.add_traces(list(figure.data))
+            self.scene.layout.title = figure.layout.title
+        else:
+            self._scene_figure = Figure(figure)
+        return self.settle()
+
+    def update(self, quality: str = "full") -> dict:
+        """Render the novel view at ``quality`` and show it; returns :attr:`last`."""
+        start = time.perf_counter()
+        label = self.nerf.value
+        obj = self.objects[label]
+        size, samples = (self.size, self.n_samples) if quality == "full" else (self.preview_size, self.preview_samples)
+        result = render_orbit_view(obj, self.azimuth.value, self.elevation.value, self.radius.value,
+                                   size, samples, self.chunk)
+        self.view.value = self._png((result["image"] * 255).round().astype(np.uint8))
+        self._move_novel_camera(obj, result["pose"], redraw=quality == "full")
+        result.update(label=label, quality=quality, scene=self.scene if self._live_scene else self._scene_figure,
+                      seconds=time.perf_counter() - start)
+        what = f"{size} × {size} px, {samples} samples per ray"
+        self.caption.value = (f"<small>{quality}: {what}; updated in {result['seconds']:.2f} s "
+                              f"(render {result['render_seconds']:.2f} s)</small>")
+        self.last = result
+        return result
 
     def point_cloud(self, label: str) -> tuple[np.ndarray, np.ndarray]:
         """The dense points of NeRF ``label``, computed once (they do not move with the camera)."""
@@ -354,23 +499,75 @@ class ViewSynthesisExplorer:
             self._clouds[label] = density_point_cloud(self.objects[label], grid=self.grid)
         return self._clouds[label]
 
-    def update(self) -> dict:
-        import matplotlib.pyplot as plt
-        from IPython.display import display
+    # -- plumbing --------------------------------------------------------------------------
 
-        label = self.nerf.value
-        obj = self.objects[label]
-        result = render_orbit_view(obj, self.azimuth.value, self.elevation.value, self.radius.value,
-                                   self.size, self.n_samples, self.chunk)
-        result["label"] = label
-        result["scene"] = scene_figure(obj, result["pose"], *self.point_cloud(label))
-        self.last = result
-        figure = views_and_render_figure(obj, result)
-        self.view_output.clear_output(wait=True)
-        with self.view_output:
-            display(figure)
-        plt.close(figure)
-        self.scene_output.clear_output(wait=True)
-        with self.scene_output:
-            display(result["scene"])
-        return result
+    def _reach(self) -> float:
+        """Axes that hold the farthest camera the radius slider allows, so they never rescale."""
+        return 1.1 * self.radius.max
+
+    def _scene_widget(self):
+        """A plotly FigureWidget (updated in place), or without anywidget an Output that
+        shows a fresh figure on each full update."""
+        import ipywidgets as w
+
+        try:
+            from plotly.graph_objects import FigureWidget
+
+            widget = FigureWidget()
+        except ImportError:  # plotly's FigureWidget needs anywidget
+            self._live_scene, self._scene_output = False, w.Output()
+            return None
+        self._live_scene = True
+        widget.update_layout(scene_figure(next(iter(self.objects.values())), reach=self._reach()).layout)
+        return widget
+
+    def _move_novel_camera(self, obj: ViewedObject, pose: torch.Tensor, redraw: bool) -> None:
+        """Move the red camera; without a FigureWidget the scene is redrawn only when ``redraw``."""
+        trace = _frustum_trace(pose, float(obj.batch["focal"][0]), obj.size, 0.8, "novel view", "#d62728")
+        if not self._live_scene:
+            if not redraw:
+                return
+            from IPython.display import display
+
+            data = [t for t in self._scene_figure.data if t.name != "novel view"] + [trace]
+            self._scene_figure.data = data
+            self._scene_output.clear_output(wait=True)
+            with self._scene_output:
+                display(self._scene_figure)
+            return
+        novel = [t for t in self.scene.data if t.name == "novel view"]
+        if not novel:
+            self.scene.add_trace(trace)
+            return
+        with self.scene.batch_update():
+            novel[0].x, novel[0].y, novel[0].z = trace.x, trace.y, trace.z
+
+    def _schedule_full(self) -> None:
+        """Call :meth:`settle` once the sliders have been still for ``settle_seconds``, on
+        the kernel's event loop (none outside Jupyter: then :meth:`settle` is called by hand)."""
+        import asyncio
+
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._pending = loop.call_later(self.settle_seconds, self.settle)
+
+    def _png(self, image: np.ndarray) -> bytes:
+        """(H, W, 3) uint8 → PNG bytes enlarged (nearest neighbour) to the display size, so
+        a preview and a full view fill the same square."""
+        import io
+
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(image).resize((self.display_px, self.display_px), Image.NEAREST).save(buffer, "png")
+        return buffer.getvalue()
+
+    def _image(self, image: np.ndarray, px: int):
+        import ipywidgets as w
+
+        return w.Image(value=self._png(image), format="png", layout={"width": f"{px}px", "height": f"{px}px"})
