@@ -155,7 +155,15 @@ def test_attention_explorer_map_is_the_chosen_token(model):
 def test_notebook_figures_have_their_panels(model):
     images = smooth_images(3)
     assert len(figures.samples_figure(model, images).axes) == 3 * 3  # 3 rows × 3 images
-    assert len(figures.group_attention_figure(model, images[0], inr_layer=0).axes) == 4  # 4 groups
+    assert len(figures.group_attention_figure(model, images[0], inr_layer=0).axes) == 4 + 1  # 4 groups, colour bar
+    panels = figures.attention_figure(model, images[:2])
+    layers = len(model.weight_tokens.groups)
+    assert len(panels.axes) == 2 * (layers + 1) + 1  # input + one panel per INR layer, one shared colour bar
+    scales = {panel.images[1].get_clim() for panel in panels.axes[:-1] if len(panel.images) == 2}
+    assert len(scales) == 1 and scales.pop()[0] == 0.0  # every panel on the same colour scale
+    stats = [{"layer": 0, "cosine_to_base": 0.4, "cosine_across_inputs": -0.159},
+             {"layer": 1, "cosine_to_base": -0.015, "cosine_across_inputs": 0.9}]
+    assert figures.weight_statistics_figure(stats).axes[0].get_ylim()[0] < -0.159  # negative bars are shown
     histogram = figures.psnr_histogram_figure([20.0, 21.5, 19.0, 25.0])
     assert "mean 21.38 dB" in histogram.axes[0].get_legend().get_texts()[0].get_text()
     trajectory = analysis.gradient_descent_trajectories(analysis.last_layer_problem(model, images[:1]), 3)

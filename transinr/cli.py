@@ -19,7 +19,7 @@ def _train(args) -> None:
         return
     print(f"\n{config.name}: {results['steps']} steps, {results['images_seen']} training signals, "
           f"{results['train_seconds']:.0f} s of training")
-    print(f"held-out PSNR: {format_psnr(results['test_psnr_mean'], results['test_psnr_std'])} "
+    print(f"held-out PSNR: {format_psnr(results['test_psnr_mean'], results['test_psnr_std'], results.get('test_psnr_se'))} "
           f"over {results['test_items']} signals")
     if "mean_image_psnr" in results:
         print(f"(predicting the mean training image: {results['mean_image_psnr']:.2f} dB)")
@@ -34,7 +34,7 @@ def _evaluate(args) -> None:
     results = evaluate_checkpoint(args.checkpoint, split=args.split, device=args.device,
                                   max_items=args.max_items, out_dir=args.out_dir,
                                   overrides=args.overrides)
-    print(f"{args.checkpoint} on {args.split}: {format_psnr(results['psnr_mean'], results['psnr_std'])} "
+    print(f"{args.checkpoint} on {args.split}: {format_psnr(results['psnr_mean'], results['psnr_std'], results.get('psnr_se'))} "
           f"over {results['n']} signals")
     print(f"figure: {results['figure']}")
 

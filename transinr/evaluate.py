@@ -30,8 +30,9 @@ def evaluate_split(task, model, dataset, device, max_items: int | None = None, b
     for batch in tqdm(loader, disable=not progress, desc="evaluate", leave=False):
         scores.append(task.psnr(model, task.to_device(batch, device)).cpu())
     scores = torch.cat(scores)
-    return {"psnr_mean": scores.mean().item(),
-            "psnr_std": scores.std().item() if len(scores) > 1 else 0.0,
+    std = scores.std().item() if len(scores) > 1 else 0.0
+    # The standard error of the mean is what tells two methods' means apart.
+    return {"psnr_mean": scores.mean().item(), "psnr_std": std, "psnr_se": std / math.sqrt(len(scores)),
             "n": len(scores), "per_item": scores.tolist()}
 
 
@@ -71,6 +72,7 @@ def evaluate_run_end(task, model, train_set, test_set, device, config, run_dir: 
         "train_seconds": round(train_seconds, 1),
         "test_psnr_mean": scores["psnr_mean"],
         "test_psnr_std": scores["psnr_std"],
+        "test_psnr_se": scores["psnr_se"],
         "test_items": scores["n"],
     }
     if task.kind == "image":
@@ -107,7 +109,8 @@ def evaluate_checkpoint(checkpoint_path: str | Path, split: str = "test", device
     out_dir.mkdir(parents=True, exist_ok=True)
     scores = evaluate_split(task, model, dataset, device, max_items, config.train.batch_size, progress=True)
     results = {"checkpoint": str(checkpoint_path), "split": split, "step": checkpoint["step"],
-               "psnr_mean": scores["psnr_mean"], "psnr_std": scores["psnr_std"], "n": scores["n"]}
+               "psnr_mean": scores["psnr_mean"], "psnr_std": scores["psnr_std"], "psnr_se": scores["psnr_se"],
+               "n": scores["n"]}
     if task.kind == "image":
         figure = write_image_samples(task, model, dataset, device, out_dir / f"samples_{split}.png",
                                      config.train.figure_images)
@@ -120,5 +123,7 @@ def evaluate_checkpoint(checkpoint_path: str | Path, split: str = "test", device
     return results
 
 
-def format_psnr(mean: float, std: float) -> str:
-    return f"{mean:.2f} ± {std:.2f} dB" if math.isfinite(std) else f"{mean:.2f} dB"
+def format_psnr(mean: float, std: float, se: float | None = None) -> str:
+    """"mean ± std dB", with the standard error of the mean appended when given."""
+    text = f"{mean:.2f} ± {std:.2f} dB" if math.isfinite(std) else f"{mean:.2f} dB"
+    return f"{text} (standard error {se:.2f} dB)" if se is not None and math.isfinite(se) else text

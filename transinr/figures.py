@@ -26,15 +26,18 @@ def attention_figure(model, images: torch.Tensor, transformer_layer: int = -1):
     tokens (last Transformer layer by default) overlaid on it."""
     result = analysis.weight_token_attention(model, images)
     layers = sorted(model.weight_tokens.groups)
-    fig, axes = plt.subplots(len(images), len(layers) + 1, figsize=(1.6 * (len(layers) + 1), 1.6 * len(images)),
+    heats = {(row, layer): analysis.attention_on_pixels(
+                 model.tokenizer, result.mean_map(layer, transformer_layer)[row:row + 1])[0].cpu().numpy()
+             for row in range(len(images)) for layer in layers}
+    # One colour scale for every panel (with its colour bar), so equal brightness is equal attention.
+    top = max(float(heat.max()) for heat in heats.values())
+    fig, axes = plt.subplots(len(images), len(layers) + 1, figsize=(1.6 * (len(layers) + 1) + 0.8, 1.6 * len(images)),
                              squeeze=False)
     for row, image in enumerate(images):
         axes[row, 0].imshow(to_numpy_image(image))
         for col, layer in enumerate(layers, start=1):
-            heat = analysis.attention_on_pixels(model.tokenizer,
-                                                result.mean_map(layer, transformer_layer)[row:row + 1])[0]
             axes[row, col].imshow(to_numpy_image(image))
-            axes[row, col].imshow(heat.cpu().numpy(), cmap="inferno", alpha=0.65)
+            shown = axes[row, col].imshow(heats[row, layer], cmap="inferno", alpha=0.65, vmin=0.0, vmax=top)
             if row == 0:
                 axes[row, col].set_title(f"INR layer {layer}", fontsize=8)
     for ax in axes.flat:
@@ -42,6 +45,9 @@ def attention_figure(model, images: torch.Tensor, transformer_layer: int = -1):
         ax.set_yticks([])
     axes[0, 0].set_title("input", fontsize=8)
     fig.tight_layout()
+    bar = fig.colorbar(shown, ax=axes[:, 1:].ravel().tolist(), fraction=0.03, pad=0.02)
+    bar.set_label("attention per patch (mean over tokens and heads)", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
     return fig
 
 
@@ -62,6 +68,7 @@ def layerwise_figure(scores: dict[str, np.ndarray]):
 
 
 def weight_statistics_figure(stats: list[dict]):
+    """Per INR layer: how close generated columns are to the base matrix and to each other."""
     layers = [s["layer"] for s in stats]
     fig, ax = plt.subplots(figsize=(4.2, 3.0))
     width = 0.38
@@ -70,7 +77,10 @@ def weight_statistics_figure(stats: list[dict]):
            label="cos across inputs")
     ax.set_xlabel("INR layer")
     ax.set_ylabel("mean cosine similarity of columns")
-    ax.set_ylim(0, 1.05)
+    # Cosines can be negative: the axis covers them, with a line at zero.
+    lowest = min([0.0] + [s[key] for s in stats for key in ("cosine_to_base", "cosine_across_inputs")])
+    ax.set_ylim(min(-0.05, 1.1 * lowest), 1.05)
+    ax.axhline(0.0, color="black", linewidth=0.8)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -136,10 +146,12 @@ def group_attention_figure(model, image: torch.Tensor, inr_layer: int, transform
         if group < groups:
             ax.imshow(picture)
             # One colour scale for all groups, so brighter means more attention.
-            ax.imshow(heat[group], cmap="inferno", alpha=0.65, vmin=0, vmax=heat.max())
+            shown = ax.imshow(heat[group], cmap="inferno", alpha=0.65, vmin=0, vmax=heat.max())
             ax.set_title(f"group {group}", fontsize=7)
     fig.suptitle(f"INR layer {inr_layer}: attention of each weight group", fontsize=9)
     fig.tight_layout()
+    bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02)
+    bar.ax.tick_params(labelsize=6)
     return fig
 
 
