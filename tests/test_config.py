@@ -45,7 +45,7 @@ def test_wrong_type_is_named(tmp_path):
 
 
 def test_int_is_accepted_where_a_float_is_expected(tmp_path):
-    config = load_config(write(tmp_path, "train:\n  lr: 1\n"))
+    config = load_config(write(tmp_path, "train:\n  lr: 1\nmodel:\n  padding: 2\n"))  # 32 + 4 px: 4 patches of 9
     assert config.train.lr == 1.0 and isinstance(config.train.lr, float)
 
 

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from pathlib import Path
+
+from .failures import DEBUG_VARIABLE, report
+
+# A dotted config override, ``train.lr=3e-4``.
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 
 
 def _train(args) -> None:
@@ -52,6 +59,8 @@ EXTERNAL_COMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transinr", description=__doc__)
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of an error (also: {DEBUG_VARIABLE}=1); may follow the command")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="meta-train a config (resumes if the run folder has a checkpoint)")
@@ -78,33 +87,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in EXTERNAL_COMMANDS:
-        # These commands own their whole argument list, --help included.
-        import importlib
+    """Run one command inside the error handler of :mod:`transinr.failures`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug may stand anywhere: before the command, or among its own arguments.
+    debug = "--debug" in argv or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+    argv = [item for item in argv if item != "--debug"]
+    with report(debug):
+        if argv and argv[0] in EXTERNAL_COMMANDS:
+            # These commands own their whole argument list, --help included.
+            import importlib
 
-        importlib.import_module(EXTERNAL_COMMANDS[argv[0]][0]).cli_main(argv[1:])
-        return
-    args = build_parser().parse_args(argv)
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .data.errors import TooManyCorruptImagesError
-    from .train import NonFiniteLossError
-
-    # Bad input (config, checkpoint, data; a missing dataset is a FileNotFoundError) is
-    # one line and exit status 2; a run stopped by a non-finite loss is status 1.
-    try:
+            status = importlib.import_module(EXTERNAL_COMMANDS[argv[0]][0]).cli_main(argv[1:])
+            if isinstance(status, int) and status:
+                sys.exit(status)
+            return
+        parser = build_parser()
+        args = parse_with_overrides(parser, argv)
         args.run(args)
-    except (ConfigError, CheckpointError, FileNotFoundError, TooManyCorruptImagesError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except NonFiniteLossError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("\ninterrupted; run the same command again to resume from the last checkpoint",
-              file=sys.stderr)
-        sys.exit(130)
+
+
+def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parse_args``, except that ``key=value`` overrides may also follow the options
+    (``train cfg --quiet train.lr=1e-3``), which argparse alone refuses."""
+    args, extra = parser.parse_known_args(argv)
+    overrides = [item for item in extra if OVERRIDE.match(item)]
+    unknown = [item for item in extra if not OVERRIDE.match(item)]
+    if overrides and hasattr(args, "overrides"):
+        args.overrides = list(args.overrides or []) + overrides
+    elif overrides:
+        unknown = extra
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 if __name__ == "__main__":

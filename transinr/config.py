@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from .config_checks import validate
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
@@ -213,7 +215,11 @@ def parse_overrides(overrides: list[str]) -> dict:
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            problem = " ".join(str(error).split())
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({problem})") from None
     return nested
 
 
@@ -228,7 +234,12 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def config_from_dict(values: dict, where: str = "config") -> Config:
-    return _build(Config, values or {}, where)
+    config = _build(Config, values or {}, where)
+    try:
+        validate(config)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    return config
 
 
 def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> Config:
@@ -240,7 +251,9 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
     if overrides:
         values = _merge(values, parse_overrides(overrides))
     try:
-        return _build(Config, values, "")
+        config = _build(Config, values, "")
+        validate(config)
+        return config
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
 

@@ -7,6 +7,7 @@ import platform
 import random
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,21 @@ def resolve_device(name: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
+    from .config import ConfigError
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} (train.device or --device): expected auto, cpu, cuda, "
+                          f"cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use --device auto or cpu")
+        raise ConfigError(f"device {name!r} (train.device or --device) requested but CUDA is not "
+                          f"available here; use auto or cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r} (train.device or --device): this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s), cuda:0 …")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {name!r} (train.device or --device) requested but MPS is not available here")
     return device
 
 
@@ -31,6 +44,19 @@ def autocast_for(config, device: torch.device):
     """bf16 autocast where ``train.amp: bf16`` asks for it and the device is CUDA; off elsewhere."""
     return torch.autocast(device.type, dtype=torch.bfloat16,
                           enabled=config.train.amp == "bf16" and device.type == "cuda")
+
+
+def check_amp(config, device: torch.device) -> None:
+    """Refuse an amp mode the device cannot run; say so when it falls back to float32."""
+    if config.train.amp != "bf16":
+        return
+    if device.type != "cuda":
+        warnings.warn(f"train.amp=bf16 runs on CUDA only: training in float32 on {device}", stacklevel=3)
+    elif not torch.cuda.is_bf16_supported():
+        from .config import ConfigError
+
+        raise ConfigError(f"train.amp='bf16' is not supported by {torch.cuda.get_device_name(device)}; "
+                          f"expected train.amp=off on this GPU")
 
 
 def seed_everything(seed: int) -> None:

@@ -10,9 +10,12 @@ continues exactly as if it had not stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +26,12 @@ from tqdm.auto import tqdm
 
 from .checkpoint import (CheckpointError, atomic_save, first_non_finite, load_state_strict,
                          remove_stale_temporaries, rng_state, safe_load, set_rng_state)
-from .config import Config, config_from_dict, config_to_dict
+from .config import Config, config_from_dict, config_to_dict, validate
 from .distributed import ProcessGroup, all_finite, barrier, init_process_group, shutdown
 from .models import build_model
-from .runtime import autocast_for, environment_record, resolve_device, seed_everything, write_json
+from .run_lock import RunLock
+from .runtime import (autocast_for, check_amp, environment_record, resolve_device, seed_everything,
+                      write_json)
 from .tasks import build_task
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -121,6 +126,32 @@ def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return differences
 
 
+def read_metrics(path: str | Path, warn: bool = False) -> list[dict]:
+    """The records of a ``metrics.jsonl``, skipping lines that are not JSON objects.
+
+    A kill or a full disk in the middle of a write leaves a torn last line; the run's
+    checkpoint is still good, so such a line is dropped (with a warning when ``warn``)
+    rather than making the run unreadable.
+    """
+    records, torn = [], []
+    for number, line in enumerate(Path(path).read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            torn.append(number)
+    if torn and warn:
+        lines = ", ".join(map(str, torn[:5])) + (" …" if len(torn) > 5 else "")
+        warnings.warn(f"{path}: dropped {len(torn)} line(s) that are not complete JSON records "
+                      f"(line {lines}; a write cut short by a kill or a full disk)", stacklevel=3)
+    return records
+
+
 class MetricsLog:
     """Append-only JSON-lines metrics; lines past the step training restarts from are dropped.
 
@@ -131,9 +162,12 @@ class MetricsLog:
     def __init__(self, path: Path, resume_step: int | None, enabled: bool = True):
         self.path, self.enabled = path, enabled
         if enabled and path.exists():
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= (resume_step or 0)]
-            path.write_text("".join(line + "\n" for line in kept))
+            records = read_metrics(path, warn=True)
+            kept = [record for record in records if record.get("step", 0) <= (resume_step or 0)]
+            # Rewritten through a temporary file: a kill now must not lose the log.
+            temporary = path.with_name(path.name + ".tmp")
+            temporary.write_text("".join(json.dumps(record) + "\n" for record in kept))
+            os.replace(temporary, path)
 
     def write(self, record: dict) -> None:
         if self.enabled:
@@ -186,16 +220,35 @@ def train(config: Config, run_dir: str | Path, device: str | None = None, progre
     every process calls this; rank 0 alone writes metrics, checkpoints and results.
     """
     run_dir = Path(run_dir)
+    validate(config)  # a config built in code has not been through load_config's checks
     device = resolve_device(device or config.train.device)
+    check_amp(config, device)
     group = init_process_group(device.type)
     try:
-        return _train(config, run_dir, device, group, progress and group.is_main, evaluate_at_end)
+        with contextlib.ExitStack() as run_folder:
+            return _train(config, run_dir, device, group, progress and group.is_main, evaluate_at_end,
+                          run_folder)
     finally:
         shutdown(group)
 
 
+def _enter_run_folder(run_dir: Path, stack: contextlib.ExitStack) -> None:
+    """Create ``run_dir`` (removed again if the run leaves nothing in it) and lock it."""
+    if not run_dir.exists():
+        run_dir.mkdir(parents=True)
+        stack.callback(_remove_if_empty, run_dir)
+    stack.enter_context(RunLock(run_dir))
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty: the run wrote something worth keeping
+        pass
+
+
 def _train(config: Config, run_dir: Path, device: torch.device, group: ProcessGroup, progress: bool,
-           evaluate_at_end: bool) -> dict:
+           evaluate_at_end: bool, run_folder: contextlib.ExitStack) -> dict:
     from torch.nn.parallel import DistributedDataParallel
 
     from .evaluate import evaluate_run_end, evaluate_split
@@ -207,9 +260,6 @@ def _train(config: Config, run_dir: Path, device: torch.device, group: ProcessGr
                          f"{group.world_size} processes")
     local_batch = config.train.batch_size // group.world_size
     main = group.is_main
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    barrier(group)
     checkpoint_path = run_dir / CHECKPOINT_NAME
 
     seed_everything(config.train.seed)
@@ -219,6 +269,11 @@ def _train(config: Config, run_dir: Path, device: torch.device, group: ProcessGr
     model = build_model(config, image_size).to(device)
     optimizer = build_optimizer(model, config)
     plan = plan_steps(config, len(train_set))
+    # Only now that the data and the model are known to be usable does the run folder
+    # appear, so a bad dataset leaves no empty one behind.
+    if main:
+        _enter_run_folder(run_dir, run_folder)
+    barrier(group)
 
     step, elapsed, resume_step = 0, 0.0, None
     if main:
