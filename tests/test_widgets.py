@@ -155,6 +155,8 @@ def test_attention_explorer_map_is_the_chosen_token(model):
 def test_notebook_figures_have_their_panels(model):
     images = smooth_images(3)
     assert len(figures.samples_figure(model, images).axes) == 3 * 3  # 3 rows × 3 images
+    smooth = figures.samples_figure(model, images, scale=4, smooth=True)
+    assert len(smooth.axes) == 4 * 3 and smooth.axes[-1].images[0].get_array().shape[:2] == (128, 128)
     assert len(figures.group_attention_figure(model, images[0], inr_layer=0).axes) == 4 + 1  # 4 groups, colour bar
     panels = figures.attention_figure(model, images[:2])
     layers = len(model.weight_tokens.groups)
@@ -168,5 +170,8 @@ def test_notebook_figures_have_their_panels(model):
     assert "mean 21.38 dB" in histogram.axes[0].get_legend().get_texts()[0].get_text()
     trajectory = analysis.gradient_descent_trajectories(analysis.last_layer_problem(model, images[:1]), 3)
     assert len(figures.gradient_step_figure(trajectory).axes) == 2
+    at_zero = figures.gradient_step_figure(analysis.gradient_descent_trajectories(
+        analysis.last_layer_problem(model, images[:1]), 0))
+    assert all(list(ax.get_xticks()) == [0] for ax in at_zero.axes)  # K = 0: one integer tick
     assert figures.spread_indices(10, 3) == [0, 4, 9] and figures.spread_indices(2, 5) == [0, 1]
     matplotlib.pyplot.close("all")

@@ -99,9 +99,15 @@ def spread_indices(total: int, count: int) -> list[int]:
 
 
 @torch.no_grad()
-def samples_figure(model, images: torch.Tensor, scale: int = 4):
+def samples_figure(model, images: torch.Tensor, scale: int = 4, smooth: bool = False):
     """Rows: ground truth, the generated INR at the input's size, and the same INR queried
-    on a ``scale``× finer grid. images: (B, 3, H, W); column titles give each PSNR."""
+    on a ``scale``× finer grid. images: (B, 3, H, W); column titles give each PSNR.
+
+    Training only ever pins the INR down at the input's pixel centres; its Fourier
+    features reach frequencies above that grid's Nyquist limit, and between the centres
+    they add up to a regular dot pattern on the finer grid. ``smooth`` adds a row with
+    the fine render averaged over one input pixel around each point (a box low-pass at
+    the input's resolution): the band the training data constrains."""
     from .metrics import psnr_per_item
     from .tasks.image import render_image
 
@@ -111,8 +117,11 @@ def samples_figure(model, images: torch.Tensor, scale: int = 4):
     native = render_image(model.hyponet, weights, size, size).clamp(0, 1)
     finer = render_image(model.hyponet, weights, size * scale, size * scale).clamp(0, 1)
     titles = [f"{value:.1f} dB" for value in psnr_per_item(native, images).tolist()]
-    return image_rows_figure({"ground truth": images.cpu(), "INR": native.cpu(),
-                              f"INR at {scale}×": finer.cpu()}, titles=titles)
+    rows = {"ground truth": images.cpu(), "INR": native.cpu(), f"INR at {scale}×": finer.cpu()}
+    if smooth:
+        padded = torch.nn.functional.pad(finer, (scale // 2, (scale - 1) // 2) * 2, mode="replicate")
+        rows[f"{scale}×, pixel-averaged"] = torch.nn.functional.avg_pool2d(padded, scale, stride=1).cpu()
+    return image_rows_figure(rows, titles=titles)
 
 
 def psnr_histogram_figure(per_item: list[float] | np.ndarray, label: str = "Trans-INR"):
@@ -179,6 +188,9 @@ def gradient_step_figure(trajectory: dict):
     right.grid(alpha=0.3)
     for ax in (left, right):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(steps) == 1:  # K = 0: one tick at 0, not a fractional axis around it
+            ax.set_xticks([0])
+            ax.set_xlim(-0.5, 0.5)
     fig.tight_layout()
     return fig
 
