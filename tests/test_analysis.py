@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from transinr.analysis import (gradient_descent_by_attention, gradient_descent_reference,
-                               generated_weight_statistics, layerwise_psnr, weight_token_attention)
+from transinr.analysis import (WeightTokenAttention, gradient_descent_by_attention, gradient_descent_reference,
+                               generated_weight_statistics, layerwise_psnr, view_attention_shares,
+                               weight_token_attention)
 from transinr.models import build_model
 from transinr.tasks.image import ImageRegression
 
@@ -107,3 +108,13 @@ def test_attention_maps_are_laid_out_on_each_support_view():
     assert result.maps.shape == (1, 2, 2, model.weight_tokens.n_tokens, 2, 2, 2)  # …, views, gh, gw
     totals = result.maps.flatten(-3).sum(-1) + result.to_weight_tokens
     assert torch.allclose(totals, torch.ones_like(totals), atol=1e-5)
+    shares = view_attention_shares(result)
+    assert shares.shape == (2, 3) and torch.allclose(shares.sum(-1), torch.ones(2), atol=1e-5)
+    # Two copies of one view draw equal attention: the tokenizer gives views no identity.
+    same = view_attention_shares(weight_token_attention(model, rgb[:, :1].repeat(1, 2, 1, 1, 1),
+                                                        rays[:, :1].repeat(1, 2, 1, 1, 1),
+                                                        rays[:, :1].repeat(1, 2, 1, 1, 1)))
+    assert torch.allclose(same[:, 0], same[:, 1], atol=1e-6)
+    with pytest.raises(ValueError, match="posed views"):
+        view_attention_shares(WeightTokenAttention(torch.rand(1, 2, 2, 3, 4, 4), torch.rand(1, 2, 2, 3),
+                                                   torch.zeros(3), torch.arange(3)))

@@ -45,6 +45,22 @@ class WeightTokenAttention:
         return self.for_layer(inr_layer)[:, transformer_layer].mean(dim=(1, 2))
 
 
+def view_attention_shares(attention: WeightTokenAttention) -> torch.Tensor:
+    """(T, V + 1): per Transformer layer, the share of all weight-token attention that
+    goes to each support view's tokens (columns 0 … V-1) and to the weight tokens
+    themselves (last column), averaged over objects, heads and weight tokens.
+
+    A 2-view model that reads its second view puts a comparable share on column 1;
+    ``maps`` must be laid out per view (posed views in, see :func:`weight_token_attention`).
+    """
+    if attention.maps.dim() != 7:
+        raise ValueError(f"maps of shape {tuple(attention.maps.shape)}: expected (B, T, heads, W, V, gh, gw), "
+                         "the layout of posed views")
+    per_view = attention.maps.flatten(-2).sum(-1)  # (B, T, heads, W, V)
+    shares = torch.cat([per_view, attention.to_weight_tokens.unsqueeze(-1)], dim=-1)
+    return shares.mean(dim=(0, 2, 3))
+
+
 def data_grid_shape(tokenizer) -> tuple[int, ...]:
     return tuple(tokenizer.grid_shape)
 

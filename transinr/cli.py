@@ -28,6 +28,12 @@ def _train(args) -> None:
           f"{results['train_seconds']:.0f} s of training")
     print(f"held-out PSNR: {format_psnr(results['test_psnr_mean'], results['test_psnr_std'], results.get('test_psnr_se'))} "
           f"over {results['test_items']} signals")
+    if "train_psnr_mean" in results:
+        print(f"training images (un-augmented, first {results['train_items']}): "
+              f"{results['train_psnr_mean']:.2f} dB")
+    if "ood_psnr_mean" in results:
+        print(f"out of distribution ({results['ood_items']} procedural textures): "
+              f"{format_psnr(results['ood_psnr_mean'], results['ood_psnr_std'])}")
     if "mean_image_psnr" in results:
         print(f"(predicting the mean training image: {results['mean_image_psnr']:.2f} dB)")
     if "blank_white_psnr" in results:
@@ -43,6 +49,9 @@ def _evaluate(args) -> None:
                                   overrides=args.overrides)
     print(f"{args.checkpoint} on {args.split}: {format_psnr(results['psnr_mean'], results['psnr_std'], results.get('psnr_se'))} "
           f"over {results['n']} signals")
+    if "ood_psnr_mean" in results:
+        print(f"out of distribution ({results['ood_items']} procedural textures): "
+              f"{format_psnr(results['ood_psnr_mean'], results['ood_psnr_std'])}")
     print(f"figure: {results['figure']}")
 
 
@@ -50,6 +59,7 @@ EXTERNAL_COMMANDS = {
     "render-meshes": ("transinr.data.mesh_views", "render a folder of OBJ/GLB/PLY meshes to learnit-format views"),
     "build-emoji": ("transinr.data.build_emoji", "rebuild the shipped 64 px emoji file, or the full-size cache"),
     "compare": ("transinr.compare", "train several configs on the same budget and write the comparison tables"),
+    "scale": ("transinr.scale", "scaling study: every method at growing budgets, Trans-INR at several sizes; table and plot"),
     "ablate-groups": ("transinr.ablation", "train G = 1, 4, 16, 64 weight groups at equal budget; table and figure"),
     "export": ("transinr.pretrained", "turn a checkpoint into a small fp16 safetensors file (a shipped model)"),
     "figures": ("transinr.figures", "draw the analysis figures (attention, layer-wise decoding, weight statistics)"),

@@ -4,14 +4,16 @@
 
 Each config is meta-trained with :func:`transinr.train.train` in ``DIR/runs/<name>``
 (re-running resumes, or only re-evaluates a finished run) and scored on the
-held-out split. The configs must agree on the task, the data (dataset, split,
-resolution) and the number of training signals seen; anything else — the method,
+held-out split (and the out-of-distribution set). The configs must agree on the
+task, the data (dataset, split, resolution, augmentation of the training stream,
+out-of-distribution set) and the number of training signals seen; anything else — the method,
 its size, its learning rate — may differ. ``key=value`` arguments override every
 config alike (e.g. ``train.max_images=64000``).
 
 Written to DIR:
   ``results.md``     both tables, as Markdown;
-  ``results.csv``    method, parameters, train time, held-out PSNR mean and std;
+  ``results.csv``    method, parameters, train time, held-out PSNR mean and std, PSNR on
+                     (un-augmented) training images and on the out-of-distribution set;
   ``time_to_psnr.csv`` per method: test-time procedure, signals reaching the target,
                      median time per signal, ratio to the reference;
   ``trajectories.json`` per-signal PSNR against test-time wall time, every method;
@@ -86,7 +88,9 @@ def check_comparable(configs: list[Config], train_size: int) -> int:
     problems = []
 
     def same(field_name: str, values: dict) -> None:
-        if len({json.dumps(v) for v in values.values()}) > 1:
+        # A nested section (data.augment) compares as a whole.
+        values = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in values.items()}
+        if len({json.dumps(v, sort_keys=True) for v in values.values()}) > 1:
             listed = "; ".join(f"{name}: {value!r}" for name, value in values.items())
             problems.append(f"{field_name} differs ({listed})")
 
@@ -179,6 +183,24 @@ def lower_median(values: torch.Tensor) -> float:
 
 # --------------------------------------------------------------------------- formatting
 
+def result_row(config: Config, results: dict, parameters: int) -> dict:
+    """One table row from a run's ``results.json`` (OOD and train PSNR empty where not scored)."""
+    def rounded(key: str):
+        return round(results[key], 3) if key in results else None
+
+    return {"method": method_label(config), "config": config.name, "parameters": parameters,
+            "train_seconds": results["train_seconds"], "training_signals": results["images_seen"],
+            "test_psnr_mean": rounded("test_psnr_mean"), "test_psnr_std": rounded("test_psnr_std"),
+            "test_signals": results["test_items"], "train_psnr_mean": rounded("train_psnr_mean"),
+            "ood_psnr_mean": rounded("ood_psnr_mean"), "ood_psnr_std": rounded("ood_psnr_std")}
+
+
+def format_optional(mean: float | None, std: float | None = None) -> str:
+    if mean is None:
+        return "—"
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+
+
 def format_count(n: int) -> str:
     return f"{n / 1e6:.2f} M" if n >= 100_000 else f"{n:,}"
 
@@ -263,11 +285,7 @@ def compare(configs: list[Config], out_dir: str | Path, device: str | None = Non
         entries.append({"config": config, "results": results, "model": model,
                         "parameters": count_parameters(model), "run_dir": run_dir})
 
-    rows = [{"method": method_label(e["config"]), "config": e["config"].name, "parameters": e["parameters"],
-             "train_seconds": e["results"]["train_seconds"], "training_signals": e["results"]["images_seen"],
-             "test_psnr_mean": round(e["results"]["test_psnr_mean"], 3),
-             "test_psnr_std": round(e["results"]["test_psnr_std"], 3),
-             "test_signals": e["results"]["test_items"]} for e in entries]
+    rows = [result_row(e["config"], e["results"], e["parameters"]) for e in entries]
     write_csv(out_dir / "results.csv", rows)
 
     data = configs[0].data
@@ -278,10 +296,16 @@ def compare(configs: list[Config], out_dir: str | Path, device: str | None = Non
              f"{first['test_items']} signals of the test split.",
              "",
              markdown_table(
-                 ["Method", "Config", "Parameters", "Train time", "Held-out PSNR (dB)"],
+                 ["Method", "Config", "Parameters", "Train time", "Held-out PSNR (dB)", "Train PSNR (dB)",
+                  "OOD PSNR (dB)"],
                  [[r["method"], f"`{r['config']}`", format_count(r["parameters"]),
-                   format_duration(r["train_seconds"]), f"{r['test_psnr_mean']:.2f} ± {r['test_psnr_std']:.2f}"]
+                   format_duration(r["train_seconds"]), f"{r['test_psnr_mean']:.2f} ± {r['test_psnr_std']:.2f}",
+                   format_optional(r["train_psnr_mean"]), format_optional(r["ood_psnr_mean"], r["ood_psnr_std"])]
                   for r in rows])]
+    if first.get("ood_items"):
+        lines += ["", f"OOD: the {first['ood_items']} procedural textures of `data.ood: textures` "
+                      f"(transinr/data/textures.py), never seen in training. Train PSNR: the first "
+                      f"{first['train_items']} un-augmented training images."]
     if "mean_image_psnr" in first:
         lines += ["", f"Predicting the mean training image for every test image: "
                       f"{first['mean_image_psnr']:.2f} dB."]

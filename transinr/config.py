@@ -25,6 +25,18 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class AugmentConfig:
+    """Emoji training split only: a fresh variant of each image every epoch (data/augment.py)."""
+    crop: bool = False  # random resized crop of the source artwork
+    crop_scale: float = 0.35  # smallest crop area, a fraction of the image
+    flip: bool = False  # left-right mirror with probability 1/2
+    hue: float = 0.0  # largest hue rotation, a fraction of a turn (0.5: any hue); 0: off
+    composite: float = 0.0  # probability that a signal is several emoji on one canvas
+    composite_max: int = 4  # emoji on a composite canvas: 2 … composite_max
+    source: int | str = 64  # resolution crops are cut from: 64 (shipped) or "full" (128 px cache)
+
+
+@dataclass
 class DataConfig:
     name: str = "emoji"  # emoji | celeba | imagenette | folder | shapes3d | learnit
     root: str | None = None  # dataset folder (paper datasets, image folders, learnit)
@@ -33,6 +45,10 @@ class DataConfig:
     n_support: int = 1  # NVS only: input views per object
     num_workers: int = 0
     cache_in_memory: bool = True
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Image tasks: an out-of-distribution set scored next to the test split
+    # ("textures": procedural textures, data/textures.py); null: none.
+    ood: str | None = "textures"
 
 
 @dataclass

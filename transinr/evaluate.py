@@ -61,6 +61,14 @@ def write_image_samples(task, model, test_set, device, path: Path, n: int = 8) -
     return save_figure(fig, path)
 
 
+def ood_scores(task, model, ood_set, device, batch_size: int) -> dict:
+    """``ood_psnr_mean``, ``ood_psnr_std`` and ``ood_items`` on the out-of-distribution set ({} if none)."""
+    if ood_set is None:
+        return {}
+    scores = evaluate_split(task, model, ood_set, device, None, batch_size)
+    return {"ood_psnr_mean": scores["psnr_mean"], "ood_psnr_std": scores["psnr_std"], "ood_items": scores["n"]}
+
+
 def evaluate_run_end(task, model, train_set, test_set, device, config, run_dir: Path,
                      train_seconds: float, steps: int, progress: bool = True) -> dict:
     """Score the finished model on the whole held-out split and write results + figure."""
@@ -76,7 +84,17 @@ def evaluate_run_end(task, model, train_set, test_set, device, config, run_dir: 
         "test_items": scores["n"],
     }
     if task.kind == "image":
-        results["mean_image_psnr"] = mean_image_psnr(train_set, test_set)
+        from .data import build_ood_dataset, plain_images
+
+        train_images = plain_images(train_set)
+        results["mean_image_psnr"] = mean_image_psnr(train_images, test_set)
+        # The train–test gap: the same scoring on (un-augmented) training images, as many
+        # as the test split has.
+        train_scores = evaluate_split(task, model, train_images, device, len(test_set),
+                                      config.train.batch_size)
+        results["train_psnr_mean"], results["train_items"] = train_scores["psnr_mean"], train_scores["n"]
+        results.update(ood_scores(task, model, build_ood_dataset(config, test_set[0].shape[-1]), device,
+                                  config.train.batch_size))
         figure = write_image_samples(task, model, test_set, device, run_dir / "samples.png",
                                      config.train.figure_images)
     else:
@@ -92,7 +110,7 @@ def evaluate_checkpoint(checkpoint_path: str | Path, split: str = "test", device
                         overrides: list[str] | None = None) -> dict:
     """Load a checkpoint (weights-only) and score it on ``split`` of its own dataset."""
     from .config import ConfigError, _merge, config_from_dict, config_to_dict, parse_overrides
-    from .data import build_dataset
+    from .data import build_dataset, plain_images
     from .tasks import build_task
     from .train import load_model_from_checkpoint
 
@@ -104,7 +122,7 @@ def evaluate_checkpoint(checkpoint_path: str | Path, split: str = "test", device
             raise ConfigError("evaluate takes data/train/nvs overrides only: the model is the checkpoint's")
         config = config_from_dict(_merge(config_to_dict(config), changes))
     task = build_task(config)
-    dataset = build_dataset(config, split)
+    dataset = plain_images(build_dataset(config, split))  # training PSNR is on the un-augmented images
     out_dir = Path(out_dir) if out_dir else Path(checkpoint_path).parent
     out_dir.mkdir(parents=True, exist_ok=True)
     scores = evaluate_split(task, model, dataset, device, max_items, config.train.batch_size, progress=True)
@@ -112,6 +130,11 @@ def evaluate_checkpoint(checkpoint_path: str | Path, split: str = "test", device
                "psnr_mean": scores["psnr_mean"], "psnr_std": scores["psnr_std"], "psnr_se": scores["psnr_se"],
                "n": scores["n"]}
     if task.kind == "image":
+        from .data import build_ood_dataset
+
+        if split != "ood":
+            results.update(ood_scores(task, model, build_ood_dataset(config, dataset[0].shape[-1]), device,
+                                      config.train.batch_size))
         figure = write_image_samples(task, model, dataset, device, out_dir / f"samples_{split}.png",
                                      config.train.figure_images)
     else:

@@ -110,7 +110,7 @@ def plan_steps(config: Config, train_size: int) -> Plan:
 
 
 # Parts of the config that may change between a run and its resumption.
-RESUMABLE_CHANGES = {"device", "num_workers", "log_every", "checkpoint_every", "eval_every",
+RESUMABLE_CHANGES = {"device", "num_workers", "ood", "log_every", "checkpoint_every", "eval_every",
                      "eval_images", "figure_images", "render_chunk", "eval_views", "tto_steps", "tto_lr",
                      "tto_rays", "tto_batch", "evaluate_with_tto", "turntable_frames"}
 

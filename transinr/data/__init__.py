@@ -14,11 +14,18 @@ VIEW_DATASETS = ("shapes3d", "learnit")
 
 
 def build_dataset(config: Config, split: str):
-    """The dataset for ``split`` ("train" or "test"; "val" where the data has one)."""
+    """The dataset for ``split``: "train" (augmented if ``data.augment`` says so), "test"
+    ("val" where the data has one), or "ood" (the out-of-distribution set, image tasks)."""
     data = config.data
+    if split == "ood":
+        return build_ood_dataset(config)
     if data.name == "emoji":
         from .emoji import EmojiDataset
-        return EmojiDataset(split=split, resolution=data.resolution)
+        dataset = EmojiDataset(split=split, resolution=data.resolution)
+        return augmented_training_set(config, dataset) if split == "train" else dataset
+    if split == "train" and _augmenting(config):
+        raise ConfigError(f"data.augment is implemented for the emoji set only, not {data.name!r}; "
+                          "remove the data.augment section")
     if data.name == "celeba":
         from .paper_images import CelebA
         return CelebA(_need_root(data), split=split, resolution=int(data.resolution))
@@ -36,6 +43,49 @@ def build_dataset(config: Config, split: str):
     raise ValueError(
         f"unknown dataset {data.name!r}; available: {', '.join(IMAGE_DATASETS + VIEW_DATASETS)}"
     )
+
+
+def _augmenting(config: Config) -> bool:
+    from .augment import augment_enabled
+    return augment_enabled(config.data.augment)
+
+
+def augmented_training_set(config: Config, plain):
+    """``plain`` (the emoji training split), or its augmentation stream if ``data.augment`` is on."""
+    if not _augmenting(config):
+        return plain
+    import numpy as np
+    import torch
+
+    from .augment import AugmentedImages
+    from .emoji import load_emoji_array
+
+    source = load_emoji_array("train", config.data.augment.source)
+    source = torch.from_numpy(np.ascontiguousarray(source.transpose(0, 3, 1, 2)))
+    return AugmentedImages(source, plain, config.data.augment, seed=config.train.seed)
+
+
+def plain_images(dataset):
+    """The un-augmented images behind a training set (the set itself when not augmented)."""
+    return getattr(dataset, "plain", dataset)
+
+
+OOD_SETS = ("textures",)
+
+
+def build_ood_dataset(config: Config, resolution: int | None = None):
+    """The out-of-distribution set named by ``data.ood`` at the data's resolution, or None."""
+    name = config.data.ood
+    if name is None or config.task != "image":
+        return None
+    if name != "textures":
+        raise ConfigError(f"data.ood: unknown out-of-distribution set {name!r}; known: "
+                          f"{', '.join(OOD_SETS)} (or null for none)")
+    from .textures import TextureDataset
+    if resolution is None:
+        text = str(config.data.resolution).strip().lower()
+        resolution = 128 if text == "full" else int(text)
+    return TextureDataset(resolution=resolution)
 
 
 def _need_root(data) -> str:
