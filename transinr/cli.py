@@ -20,6 +20,10 @@ def _train(args) -> None:
     from .train import train
 
     config = load_config(args.config, args.overrides)
+    if args.init:
+        from .trained import config_for_fine_tuning
+
+        config = config_for_fine_tuning(config, args.init, args.overrides)
     run_dir = Path(args.run_dir or Path("runs") / config.name)
     results = train(config, run_dir, device=args.device, progress=not args.quiet)
     if "test_psnr_mean" not in results:  # a non-zero rank under torchrun: rank 0 reports
@@ -57,6 +61,10 @@ def _evaluate(args) -> None:
 
 EXTERNAL_COMMANDS = {
     "render-meshes": ("transinr.data.mesh_views", "render a folder of OBJ/GLB/PLY meshes to learnit-format views"),
+# Commands that train: they pick a CPU thread count first and say which (runtime.choose_threads).
+TRAINING_COMMANDS = ("train", "compare", "ablate-groups")
+
+
     "build-emoji": ("transinr.data.build_emoji", "rebuild the shipped 64 px emoji file, or the full-size cache"),
     "compare": ("transinr.compare", "train several configs on the same budget and write the comparison tables"),
     "scale": ("transinr.scale", "scaling study: every method at growing budgets, Trans-INR at several sizes; table and plot"),
@@ -67,6 +75,9 @@ EXTERNAL_COMMANDS = {
 }
 
 
+    train.add_argument("--init", metavar="MODEL",
+                       help="fine-tune: start from a trained model (shipped name, run folder, checkpoint or "
+                            ".safetensors) with its model section; sets train.init_from")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transinr", description=__doc__)
     parser.add_argument("--debug", action="store_true",
@@ -93,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in EXTERNAL_COMMANDS.items():
         # Listed for --help; ``main`` hands their arguments to the module's cli_main.
         commands.add_parser(name, help=help_text, add_help=False)
+        if argv and argv[0] in TRAINING_COMMANDS and not {"-h", "--help"} & set(argv):
+            from .runtime import choose_threads
+
+            print(choose_threads(), file=sys.stderr)
     return parser
 
 

@@ -152,6 +152,10 @@ def _type_matches(value, annotation) -> bool:
         return any(_type_matches(value, arg) for arg in typing.get_args(annotation))
     if annotation is type(None):
         return value is None
+    # Fine-tune: start from the weights of a trained model (a shipped name, a run folder,
+    # a checkpoint or a .safetensors file) instead of a random init. Its model section
+    # must equal this config's (``train --init`` copies it).
+    init_from: str | None = None
     if annotation is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if annotation is int:

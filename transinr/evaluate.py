@@ -108,14 +108,20 @@ def evaluate_run_end(task, model, train_set, test_set, device, config, run_dir: 
 def evaluate_checkpoint(checkpoint_path: str | Path, split: str = "test", device: str = "auto",
                         max_items: int | None = None, out_dir: str | Path | None = None,
                         overrides: list[str] | None = None) -> dict:
-    """Load a checkpoint (weights-only) and score it on ``split`` of its own dataset."""
+    """Load a trained model (a run folder, a checkpoint, a shipped name or a .safetensors
+    file; see :mod:`transinr.trained`) and score it on ``split`` of its own dataset.
+
+    ``out_dir`` defaults to the checkpoint's folder, or ``runs/pretrained/<name>`` for a
+    shipped model.
+    """
     from .config import ConfigError, _merge, config_from_dict, config_to_dict, parse_overrides
     from .data import build_dataset, plain_images
     from .tasks import build_task
-    from .train import load_model_from_checkpoint
+    from .trained import load_trained
 
     device = resolve_device(device)
-    model, config, checkpoint = load_model_from_checkpoint(checkpoint_path, device)
+    trained = load_trained(checkpoint_path, device)
+    model, config = trained.model, trained.config
     if overrides:
         changes = parse_overrides(overrides)
         if "model" in changes or "task" in changes:
@@ -123,10 +129,12 @@ def evaluate_checkpoint(checkpoint_path: str | Path, split: str = "test", device
         config = config_from_dict(_merge(config_to_dict(config), changes))
     task = build_task(config)
     dataset = plain_images(build_dataset(config, split))  # training PSNR is on the un-augmented images
-    out_dir = Path(out_dir) if out_dir else Path(checkpoint_path).parent
+    default_out = (Path("runs") / "pretrained" / trained.name if trained.kind == "shipped"
+                   else trained.path.parent)
+    out_dir = Path(out_dir) if out_dir else default_out
     out_dir.mkdir(parents=True, exist_ok=True)
     scores = evaluate_split(task, model, dataset, device, max_items, config.train.batch_size, progress=True)
-    results = {"checkpoint": str(checkpoint_path), "split": split, "step": checkpoint["step"],
+    results = {"checkpoint": str(checkpoint_path), "split": split, "step": trained.step,
                "psnr_mean": scores["psnr_mean"], "psnr_std": scores["psnr_std"], "psnr_se": scores["psnr_se"],
                "n": scores["n"]}
     if task.kind == "image":

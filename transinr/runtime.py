@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import random
 import subprocess
@@ -104,3 +105,44 @@ def environment_record(device: torch.device) -> dict:
 
 def write_json(path: Path, payload: dict) -> None:
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask (Linux), capped by a cgroup v2 quota."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def choose_threads() -> str:
+    """Set torch's CPU threads so a run does not oversubscribe the machine; say which and why.
+
+    ``OMP_NUM_THREADS`` when it is set to a positive integer, else :func:`usable_cpus`.
+    Deterministic on purpose (the load average is only mentioned, never acted on): the
+    thread count can change float rounding, and a resumed run should compute as before.
+    """
+    requested = os.environ.get("OMP_NUM_THREADS", "").strip()
+    cpus = usable_cpus()
+    if requested.isdigit() and int(requested) > 0:
+        threads, why = int(requested), "OMP_NUM_THREADS"
+    else:
+        threads, why = cpus, f"the {cpus} CPU{'s' if cpus > 1 else ''} this process may use; " \
+                             f"set OMP_NUM_THREADS=N to change"
+    torch.set_num_threads(threads)
+    line = f"threads: {threads} ({why})"
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
+    if threads > 1 and load >= cpus:
+        line += (f"; the machine is busy (load {load:.1f} on {cpus} CPUs): OMP_NUM_THREADS=1 "
+                 f"is often faster then")
+    return line

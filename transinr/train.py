@@ -267,6 +267,13 @@ def _train(config: Config, run_dir: Path, device: torch.device, group: ProcessGr
     train_set, test_set = task.datasets()
     image_size = task.image_size(train_set)
     model = build_model(config, image_size).to(device)
+    if config.train.init_from and not checkpoint_path.exists():  # fine-tuning; a resume has its own weights
+        from .trained import initialise_from
+
+        initial = initialise_from(model, config)
+        if main:
+            print(f"starting from the weights of {config.train.init_from} ({initial.kind}, "
+                  f"{initial.step:,} steps; a fresh optimiser and learning-rate schedule)")
     optimizer = build_optimizer(model, config)
     plan = plan_steps(config, len(train_set))
     # Only now that the data and the model are known to be usable does the run folder
