@@ -61,10 +61,6 @@ def _evaluate(args) -> None:
 
 EXTERNAL_COMMANDS = {
     "render-meshes": ("transinr.data.mesh_views", "render a folder of OBJ/GLB/PLY meshes to learnit-format views"),
-# Commands that train: they pick a CPU thread count first and say which (runtime.choose_threads).
-TRAINING_COMMANDS = ("train", "compare", "ablate-groups")
-
-
     "build-emoji": ("transinr.data.build_emoji", "rebuild the shipped 64 px emoji file, or the full-size cache"),
     "compare": ("transinr.compare", "train several configs on the same budget and write the comparison tables"),
     "scale": ("transinr.scale", "scaling study: every method at growing budgets, Trans-INR at several sizes; table and plot"),
@@ -75,9 +71,10 @@ TRAINING_COMMANDS = ("train", "compare", "ablate-groups")
 }
 
 
-    train.add_argument("--init", metavar="MODEL",
-                       help="fine-tune: start from a trained model (shipped name, run folder, checkpoint or "
-                            ".safetensors) with its model section; sets train.init_from")
+# Commands that train: they pick a CPU thread count first and say which (runtime.choose_threads).
+TRAINING_COMMANDS = ("train", "compare", "ablate-groups")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transinr", description=__doc__)
     parser.add_argument("--debug", action="store_true",
@@ -88,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="a shipped config name (e.g. emoji32_demo) or a YAML path")
     train.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.lr=3e-4")
     train.add_argument("--run-dir", help="run folder (default runs/<config name>)")
+    train.add_argument("--init", metavar="MODEL",
+                       help="fine-tune: start from a trained model (shipped name, run folder, checkpoint or "
+                            ".safetensors) with its model section; sets train.init_from")
     train.add_argument("--device", default=None, help="auto (default: the config's), cpu, cuda, cuda:1, mps")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
@@ -104,10 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in EXTERNAL_COMMANDS.items():
         # Listed for --help; ``main`` hands their arguments to the module's cli_main.
         commands.add_parser(name, help=help_text, add_help=False)
-        if argv and argv[0] in TRAINING_COMMANDS and not {"-h", "--help"} & set(argv):
-            from .runtime import choose_threads
-
-            print(choose_threads(), file=sys.stderr)
     return parser
 
 
@@ -118,6 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in argv or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     argv = [item for item in argv if item != "--debug"]
     with report(debug):
+        if argv and argv[0] in TRAINING_COMMANDS and not {"-h", "--help"} & set(argv):
+            from .runtime import choose_threads
+
+            print(choose_threads(), file=sys.stderr)
         if argv and argv[0] in EXTERNAL_COMMANDS:
             # These commands own their whole argument list, --help included.
             import importlib
