@@ -177,6 +177,12 @@ def resize_shorter_side(img: np.ndarray, size: int) -> np.ndarray:
         return img
     new_long = max(size, int(size * long / short))
     new_height, new_width = (size, new_long) if height <= width else (new_long, size)
+    # Upscaling a thin strip to the crop's shorter side can make a tiny file enormous
+    # (1 x 400,000 px to 32 px: 12.8 million px per row), so the pixel limit holds here too.
+    if new_height * new_width > MAX_DECODED_PIXELS:
+        reason = (f"{width}x{height} resized to {new_width}x{new_height} = {new_width * new_height:,} "
+                  f"pixels exceeds the limit of {MAX_DECODED_PIXELS:,}")
+        raise ImageTooLargeError(f"Refusing to resize an image: {reason}", reason=reason)
     return _pil_resize(img, new_width, new_height)
 
 

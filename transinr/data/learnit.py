@@ -103,6 +103,8 @@ def _read_object(object_dir: Path) -> tuple[float, list[Path], np.ndarray]:
         with open(meta_path) as f:
             meta = json.load(f)
         angle = float(meta["camera_angle_x"])
+        if not (math.isfinite(angle) and 0.0 < angle < math.pi):
+            raise ValueError(f"camera_angle_x is {angle}, expected a finite angle in (0, π) radians")
         frames = meta["frames"]
         if not isinstance(frames, list) or not frames:
             raise ValueError("'frames' is empty")
@@ -111,8 +113,10 @@ def _read_object(object_dir: Path) -> tuple[float, list[Path], np.ndarray]:
             matrix = np.asarray(frame["transform_matrix"], dtype=np.float32)
             if matrix.shape == (3, 4):
                 matrix = np.concatenate([matrix, [[0, 0, 0, 1]]]).astype(np.float32)
-            if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
+            if matrix.shape != (4, 4):
                 raise ValueError(f"transform_matrix of shape {matrix.shape}, expected 4x4")
+            if not np.isfinite(matrix).all():
+                raise ValueError(f"frame '{frame.get('file_path')}': transform_matrix holds NaN or inf")
             image = _frame_image_path(object_dir, str(frame["file_path"]))
             if image is None:
                 raise ValueError(f"image for frame '{frame['file_path']}' missing")

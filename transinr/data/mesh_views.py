@@ -430,7 +430,11 @@ def render_mesh_folder(
             vertices, faces, albedo = load_mesh(path)
             vertices = normalise_to_unit_sphere(vertices, up_axis)
         except Exception as err:  # any loader error: skip this file, report at the end
-            failed.append((path.name, f"{type(err).__name__}: {err}"))
+            # trimesh asks charset_normalizer to guess the encoding of bytes that are
+            # not UTF-8; without it, that reads as a missing package, not a bad file.
+            why = ("not a readable mesh (its bytes are not text in a known encoding)"
+                   if isinstance(err, ImportError) else f"{type(err).__name__}: {err}")
+            failed.append((path.name, why))
             continue
         write_object_views((vertices, faces, albedo), object_dir, object_id, n_views, resolution, seed,
                            camera_angle_x, radius, views, supersample, extra)
@@ -439,6 +443,9 @@ def render_mesh_folder(
         examples = "; ".join(f"{n} ({why[:80]})" for n, why in failed[:5])
         warnings.warn(f"skipped {len(failed)} of {len(paths)} mesh files that could not be loaded: {examples}",
                       stacklevel=2)
+    if not done:
+        raise ValueError(f"none of the {len(paths)} mesh files in {mesh_dir} could be used, so no "
+                         f"views were written (e.g. {failed[0][0]}: {failed[0][1][:120]})")
     write_split_file(out_root, category, done, seed, fractions)
     return out_root
 
