@@ -191,3 +191,25 @@ def test_the_embedded_set_builds_only_the_categories_asked_for(tmp_path, monkeyp
     assert sorted(p.name for p in root.parent.iterdir()) == [root.name]  # no partial folder left
     dataset = LearnitShapeNet(root, category="chair", split="test", n_support=1, n_query=1)
     assert len(dataset) == 1
+
+
+def test_numpy_ray_casting_without_embreex_draws_the_same_silhouette(monkeypatch):
+    """Where embreex has no wheel (Linux aarch64, older macOS) trimesh's numpy ray caster
+    (with rtree) renders instead: same box, same pixels up to the rim."""
+    from transinr.data import mesh_views
+
+    box = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
+    box.visual.face_colors = [200, 40, 40, 255]
+    pose = pose_spherical(20.0, 30.0, 4.0)[None].numpy()
+    fast = render_mesh_views(box, pose, 40.0, 24, 24, supersample=1)
+    monkeypatch.setenv("TRANSINR_NO_EMBREE", "1")  # as on a machine without the embreex wheel
+    monkeypatch.setattr(mesh_views, "_warned_no_embree", False)
+    with pytest.warns(UserWarning, match="embreex is not available"):
+        slow = render_mesh_views(box, pose, 40.0, 24, 24, supersample=1)
+    from trimesh.ray import ray_triangle
+
+    assert isinstance(mesh_views._intersector(box), ray_triangle.RayMeshIntersector)
+    covered = slow[0, ..., 3] >= 128
+    assert covered.sum() > 50
+    differ = np.abs(fast.astype(int) - slow.astype(int)).max(-1) > 8
+    assert differ.sum() <= 0.05 * covered.sum()

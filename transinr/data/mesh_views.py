@@ -65,7 +65,7 @@ OBJECT_CONVENTION = "z up, front +y, unit sphere"
 def _trimesh():
     from transinr.errors import require
 
-    return require("trimesh", "Rendering meshes", "pip install trimesh scipy (and embreex for speed)")
+    return require("trimesh", "Rendering meshes", "pip install trimesh scipy rtree (and embreex where it has a wheel, for speed)")
 
 
 # -- meshes -------------------------------------------------------------------------
@@ -190,13 +190,15 @@ def _intersector(mesh):
     from trimesh.ray import ray_triangle
 
     try:
+        if os.environ.get("TRANSINR_NO_EMBREE", "") not in ("", "0"):  # force the fallback (tests, debugging)
+            raise ImportError("TRANSINR_NO_EMBREE is set")
         from trimesh.ray import ray_pyembree
 
         return ray_pyembree.RayMeshIntersector(mesh)
     except Exception:  # ImportError, or embreex failing to load its library
         if not _warned_no_embree:
-            warnings.warn("embreex is not installed: ray casting falls back to trimesh's slow numpy code "
-                          "(pip install embreex)", stacklevel=3)
+            warnings.warn("embreex is not available: ray casting falls back to trimesh's slow numpy code "
+                          "(pip install embreex, where it has a wheel: x86-64, macOS 13+ on arm64)", stacklevel=3)
             _warned_no_embree = True
         return ray_triangle.RayMeshIntersector(mesh)
 
