@@ -213,11 +213,15 @@ def plot_study(rows: list[dict], path: Path) -> Path:
     for r, (x_key, x_label) in enumerate(axes_x):
         for c, (y_key, y_label) in enumerate(metrics):
             ax = axes[r, c]
+            plotted = False
             for label, points in series.items():
-                points = sorted((p for p in points if p[y_key] is not None), key=lambda p: p[x_key])
+                points = sorted((p for p in points if p[y_key] is not None and p[x_key] > 0),
+                                key=lambda p: p[x_key])
                 if points:
                     ax.plot([p[x_key] for p in points], [p[y_key] for p in points], "o-", label=label)
-            ax.set_xscale("log")
+                    plotted = True
+            if plotted:
+                ax.set_xscale("log")
             ax.set_xlabel(x_label)
             ax.set_ylabel(y_label)
             ax.grid(alpha=0.3)

@@ -1,0 +1,62 @@
+"""The scaling study: runs planned per budget and size, tables written, finished runs skipped."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from transinr import scale
+from transinr.config import ConfigError, config_to_dict
+
+from .helpers import folder_config
+
+
+def write_study(tmp_path, image_folder):
+    base = folder_config(image_folder, checkpoint_every=1000)
+    base.train.device = "cpu"
+    paths = {}
+    for method in ("trans_inr", "single_vector"):
+        config = config_to_dict(base)
+        config["model"]["name"], config["name"] = method, method
+        paths[method] = tmp_path / f"{method}.yaml"
+        paths[method].write_text(yaml.safe_dump(config))
+    study = {"name": "tiny", "budgets": [16, 8], "overrides": ["data.ood=null"],
+             "methods": {k: str(v) for k, v in paths.items()},
+             "sizes_for": "trans_inr", "sizes": {"wide": ["model.dim=48"]}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def test_study_trains_each_run_once_and_writes_the_tables(tmp_path, image_folder, one_thread, monkeypatch):
+    study = scale.load_study(write_study(tmp_path, image_folder))
+    runs = scale.plan_runs(study)
+    assert [r.config.name for r in runs] == ["trans_inr_8", "single_vector_8", "trans_inr_wide_8",
+                                             "trans_inr_16", "single_vector_16", "trans_inr_wide_16"]
+    assert runs[2].config.model.dim == 48 and runs[0].config.model.dim == 32
+    rows = scale.run_study(study, tmp_path / "out", runs, progress=False)
+    assert [r["training_signals"] for r in rows] == [8, 8, 8, 16, 16, 16]
+    table = json.loads((tmp_path / "out" / "scale.json").read_text())
+    assert table == json.loads(json.dumps(rows))
+    assert (tmp_path / "out" / "scale.png").stat().st_size > 0
+    assert "trans_inr_wide_16" in (tmp_path / "out" / "scale.md").read_text()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(scale, "train", no_training)
+    again = scale.run_study(study, tmp_path / "out", runs, progress=False)
+    assert [r["test_psnr_mean"] for r in again] == [r["test_psnr_mean"] for r in rows]
+
+
+def test_bad_study_files_name_the_key(tmp_path, image_folder):
+    path = write_study(tmp_path, image_folder)
+    values = yaml.safe_load(path.read_text())
+    values["budget"] = [1]
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(ConfigError, match="unknown key.*budget"):
+        scale.load_study(path)
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        scale.plan_runs(scale.load_study(write_study(tmp_path, image_folder)), methods=["nope"])
