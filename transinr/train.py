@@ -334,6 +334,12 @@ def _train(config: Config, run_dir: Path, device: torch.device, group: ProcessGr
         atomic_save(checkpoint_payload(model, optimizer, config, step, epoch, elapsed, image_size,
                                        metrics), checkpoint_path)
 
+    from .eta import StepClock, plan_line
+
+    if progress:
+        print(plan_line(config.name, plan.total_steps, step, config.train.batch_size, len(train_set),
+                        len(test_set), device, run_dir))
+    clock = StepClock(plan.total_steps, step)
     bar = tqdm(total=plan.total_steps, initial=step, disable=not progress, desc=config.name,
                unit="step", dynamic_ncols=True)
     running_psnr, last_metrics = None, {}
@@ -375,6 +381,9 @@ def _train(config: Config, run_dir: Path, device: torch.device, group: ProcessGr
             elapsed += time.perf_counter() - started
             running_psnr = batch_psnr if running_psnr is None else 0.9 * running_psnr + 0.1 * batch_psnr
             bar.update(1)
+            estimate = clock.update(step, elapsed) if progress else None
+            if estimate:
+                bar.write(estimate)
             bar.set_postfix(psnr=f"{running_psnr:.2f}", lr=f"{optimizer.param_groups[0]['lr']:.1e}")
             if step % config.train.log_every == 0 or step == plan.total_steps:
                 last_metrics = {"step": step, "epoch": epoch, "images_seen": step * config.train.batch_size,
