@@ -142,6 +142,41 @@ def _disk_full() -> BaseException:
         return error
 
 
+def _export_over_shipped(tmp: Path) -> str:
+    import torch
+
+    torch.save({"config": {"name": "emoji32"}}, tmp / "checkpoint.pt")  # names itself after a shipped model
+    return cli("export", "{tmp}/checkpoint.pt")(tmp)
+
+
+def _hostile_export_name(tmp: Path) -> str:
+    from transinr.pretrained import export_stem
+
+    return f"file stem: {export_stem('../../etc/x')}, {export_stem('/abs/path')}"
+
+
+def _declared(image_size, weights):
+    def call(tmp: Path):
+        from transinr.checkpoint import build_model_for
+        from transinr.config import load_config
+
+        build_model_for(load_config("emoji32_demo"), image_size, weights(), "crafted.safetensors")
+    return call
+
+
+def _truncated_safetensors(tmp: Path):
+    from transinr.pretrained import load_pretrained
+
+    (tmp / "cut.safetensors").write_bytes(b"\x10\x00\x00")
+    load_pretrained(tmp / "cut.safetensors")
+
+
+def _int_weights():
+    import torch
+
+    return {"weight_tokens.tokens": torch.zeros(3, dtype=torch.int64)}
+
+
 def _render_unusable(tmp: Path) -> str:
     _unusable_meshes(tmp)
     return cli("render-meshes", "{tmp}/meshes", "{tmp}/out", "--category", "chair", "--n-views", "1")(tmp)
@@ -226,6 +261,19 @@ SECTIONS: dict[str, list[Row]] = {
             failure(_second_process), r"RunFolderBusyError: .* is in use: process \d+, started .* is training in it \(lock file .*run.lock\)"),
         Row("stale-lock", "a lock left by a killed process", "transinr train … --run-dir R",
             failure(_stale_lock), r"warning: .*run.lock: taking over the lock of process 4194321"),
+        Row("export-shipped", "export over a shipped model (the checkpoint names itself emoji32)",
+            "transinr export checkpoint.pt", _export_over_shipped,
+            r"exit 2\nerror: .*emoji32.safetensors exists \(a shipped model\); pass --force"),
+        Row("export-name", "a checkpoint whose config.name is a path", "export_stem(config.name)",
+            _hostile_export_name, r"file stem: etc_x, abs_path"),
+        Row("huge-image-size", "a model file declaring image_size 40,000", "build_model_for(config, 40000, …)",
+            failure(_declared(40_000, dict)),
+            r"CheckpointError: crafted.safetensors declares image_size 40000; expected an integer from 1 to 4096"),
+        Row("int-weights", "integer (or bool) weights in a model file", "load_pretrained(FILE)",
+            failure(_declared(32, _int_weights)),
+            r"CheckpointError: crafted.safetensors: weight 'weight_tokens.tokens' is torch.int64"),
+        Row("truncated-safetensors", "a truncated .safetensors file", "load_pretrained('cut.safetensors')",
+            failure(_truncated_safetensors), r"CheckpointError: cannot read .*cut.safetensors: not a complete"),
         Row("thin-strip", "a 1 × 400,000 px image for a 32 px crop", "resize_shorter_side(strip, 32)",
             failure(_thin_strip), r"ImageTooLargeError: .*resized to 12800000x32 = 409,600,000 pixels exceeds the limit of 50,000,000"),
         Row("nan-angle", "NaN camera_angle_x in a learnit transforms.json", "LearnitShapeNet(...) reading the object",

@@ -134,6 +134,59 @@ def load_state_strict(module: torch.nn.Module, state: dict, source: str) -> None
     module.load_state_dict(state)
 
 
+# Limits on what a model file may declare, checked before anything is allocated: the
+# paper's 178 px models have 44.5 million parameters.
+MAX_IMAGE_SIZE = 4096
+MAX_PARAMETERS = 2_000_000_000
+WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def build_model_for(config, image_size, state: dict, source: str) -> torch.nn.Module:
+    """The model a file declares (config, image size), loaded with its weights ``state``.
+
+    The declared sizes are checked against :data:`MAX_IMAGE_SIZE` and
+    :data:`MAX_PARAMETERS` on a model built without memory (the meta device), and every
+    weight's dtype, shape and finiteness is checked, before the real model is allocated.
+    Each failure is a :class:`CheckpointError` naming ``source``.
+    """
+    from .models import build_model
+
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 1 <= image_size <= MAX_IMAGE_SIZE:
+        raise CheckpointError(f"{source} declares image_size {image_size!r}; expected an integer "
+                              f"from 1 to {MAX_IMAGE_SIZE}")
+    with torch.device("meta"):
+        shapes = build_model(config, image_size).state_dict()
+    count = sum(value.numel() for value in shapes.values())
+    if count > MAX_PARAMETERS:
+        raise CheckpointError(f"{source} declares a model of {count:,} parameters; the limit is "
+                              f"{MAX_PARAMETERS:,} (checkpoint.MAX_PARAMETERS)")
+    for name, value in state.items():
+        if not torch.is_tensor(value) or value.dtype not in WEIGHT_DTYPES:
+            kind = value.dtype if torch.is_tensor(value) else type(value).__name__
+            raise CheckpointError(f"{source}: weight {name!r} is {kind}; expected floating-point weights")
+    load_state_strict(_ShapesOnly(shapes), state, source)  # names the first mismatch, allocates nothing
+    bad = first_non_finite(state)
+    if bad is not None:
+        raise CheckpointError(f"{source}: weight {bad!r} holds NaN or inf")
+    model = build_model(config, image_size)
+    load_state_strict(model, state, source)
+    return model
+
+
+class _ShapesOnly(torch.nn.Module):
+    """Stands for a model in :func:`load_state_strict`'s key and shape comparison."""
+
+    def __init__(self, shapes: dict):
+        super().__init__()
+        self._shapes = shapes
+
+    def state_dict(self, *args, **kwargs):
+        return self._shapes
+
+    def load_state_dict(self, state, strict=True, assign=False):
+        return None
+
+
 def rng_state() -> dict:
     """Every random generator training touches, in weights-only-loadable form."""
     state = {

@@ -8,12 +8,13 @@ never run code. ``export_pretrained`` turns a training checkpoint into such a fi
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from .checkpoint import CheckpointError, load_state_strict
+from .checkpoint import CheckpointError, build_model_for
 from .config import config_from_dict
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -46,25 +47,39 @@ def pretrained_path(name: str | Path) -> Path:
 
 
 def read_metadata(path: str | Path) -> dict:
+    """The header of a .safetensors file; CheckpointError naming it when unreadable."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as file:
-        return dict(file.metadata() or {})
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            return dict(file.metadata() or {})
+    except Exception as error:  # the library's own error types for a truncated or foreign file
+        raise CheckpointError(f"cannot read {path}: not a complete safetensors file "
+                              f"({type(error).__name__}: {str(error).strip()[:200]})") from None
+
+
+def _header_json(metadata: dict, key: str, path: Path):
+    try:
+        return json.loads(metadata[key])
+    except KeyError:
+        raise CheckpointError(f"{path} has no {key!r} in its header; is it a transinr model?") from None
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: header entry {key!r} is not JSON ({error})") from None
 
 
 def load_pretrained(name: str | Path, device="cpu"):
     """(model in eval mode, config, metadata) from a shipped name or a .safetensors path."""
-    from .models import build_model
-
     path = pretrained_path(name)
     metadata = read_metadata(path)
-    if "config" not in metadata:
-        raise CheckpointError(f"{path} has no transinr config in its header")
-    config = config_from_dict(json.loads(metadata["config"]), where=f"{path} config")
-    model = build_model(config, int(metadata["image_size"]))
-    state = {k: v.float() for k, v in load_file(str(path)).items()}
-    load_state_strict(model, state, str(path))
-    metadata["results"] = json.loads(metadata.get("results", "{}"))
+    config_values = _header_json(metadata, "config", path)
+    config = config_from_dict(config_values, where=f"{path} config")
+    image_size = _header_json(metadata, "image_size", path)
+    try:
+        state = load_file(str(path))
+    except Exception as error:
+        raise CheckpointError(f"cannot read the weights of {path} ({type(error).__name__}: {error})") from None
+    model = build_model_for(config, image_size, state, str(path))
+    metadata["results"] = json.loads(metadata.get("results") or "{}")
     return model.to(device).eval(), config, metadata
 
 
@@ -94,6 +109,15 @@ def load_or_train(name: str, config_name: str | None = None, max_images: int = 2
     return model.eval(), config, {"step": str(checkpoint["step"]), "results": {}, "trained_live": "1"}
 
 
+def export_stem(name: str) -> str:
+    """A file stem that stays inside the output folder, whatever the checkpoint calls itself:
+    path separators, ``..`` and other characters become ``_``."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")
+    if not stem:
+        raise ValueError(f"cannot make a file name from {name!r}; give NAME explicitly")
+    return stem
+
+
 def cli_main(argv: list[str] | None = None) -> None:
     """``python -m transinr export CHECKPOINT [NAME]``: ship a run as a pretrained model."""
     import argparse
@@ -102,12 +126,18 @@ def cli_main(argv: list[str] | None = None) -> None:
     parser.add_argument("checkpoint")
     parser.add_argument("name", nargs="?", help="file stem (default: the config's name)")
     parser.add_argument("--out-dir", default=str(PRETRAINED_DIR))
+    parser.add_argument("--force", action="store_true", help="overwrite an existing file (a shipped model too)")
     args = parser.parse_args(argv)
     from .checkpoint import safe_load
 
     checkpoint = safe_load(args.checkpoint)
     results_path = Path(args.checkpoint).parent / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    name = args.name or checkpoint["config"]["name"]
-    path = export_pretrained(args.checkpoint, Path(args.out_dir) / f"{name}.safetensors", results=results)
+    name = export_stem(args.name or str(checkpoint.get("config", {}).get("name", "")))
+    path = Path(args.out_dir) / f"{name}.safetensors"
+    if path.exists() and not args.force:
+        shipped = " (a shipped model)" if path.resolve().parent == PRETRAINED_DIR.resolve() else ""
+        raise FileExistsError(f"{path} exists{shipped}; pass --force to overwrite it, or choose another "
+                              f"NAME or --out-dir")
+    path = export_pretrained(args.checkpoint, path, results=results)
     print(f"{path} ({path.stat().st_size / 2**20:.2f} MiB)")

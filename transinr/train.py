@@ -24,7 +24,7 @@ import yaml
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from .checkpoint import (CheckpointError, atomic_save, first_non_finite, load_state_strict,
+from .checkpoint import (CheckpointError, atomic_save, build_model_for, first_non_finite, load_state_strict,
                          remove_stale_temporaries, rng_state, safe_load, set_rng_state)
 from .config import Config, config_from_dict, config_to_dict, validate
 from .distributed import ProcessGroup, all_finite, barrier, init_process_group, shutdown
@@ -207,8 +207,7 @@ def load_model_from_checkpoint(path: str | Path, device="cpu"):
     """(model, config, checkpoint dict) from a checkpoint, loaded weights-only."""
     checkpoint = safe_load(path, expected_format=CHECKPOINT_FORMAT)
     config = config_from_dict(checkpoint["config"], where=f"{path} config")
-    model = build_model(config, checkpoint["image_size"])
-    load_state_strict(model, checkpoint["model"], str(path))
+    model = build_model_for(config, checkpoint.get("image_size"), checkpoint.get("model") or {}, str(path))
     return model.to(device), config, checkpoint
 
 
