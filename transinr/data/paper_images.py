@@ -433,7 +433,11 @@ def _find_images(root: Path) -> list[str]:
     """Sorted ``/``-separated paths, relative to ``root``, of the images below it."""
     found: list[str] = []
     visited: set[str] = set()
-    for directory, subdirs, names in os.walk(root, followlinks=True):
+    def unreadable(error: OSError) -> None:  # os.walk would skip such a folder in silence
+        warnings.warn(f"Skipping folder '{error.filename}': it cannot be read ({error.strerror}); "
+                      f"its images are left out", SkippedImageWarning, stacklevel=4)
+
+    for directory, subdirs, names in os.walk(root, followlinks=True, onerror=unreadable):
         real = os.path.realpath(directory)
         if real in visited:  # a symlink loop or a folder linked twice
             subdirs[:] = []
