@@ -4,6 +4,7 @@ No timing is asserted (the test machine is shared); what is checked is that ever
 field is printed and that the counted FLOPs are the ones the shapes imply.
 """
 
+import json
 import subprocess
 import sys
 
@@ -234,3 +235,18 @@ def test_against_official_refuses_a_folder_without_the_official_code(tmp_path):
 
     with pytest.raises(SystemExit, match="not a checkout of the official trans-inr code"):
         against_official.main(["--official", str(tmp_path), "--device", "cpu"])
+
+
+def test_gpu_check_runs_tiny_on_cpu_and_writes_one_results_file(tmp_path, one_thread):
+    import gpu_check
+
+    record = gpu_check.main(["--tiny", "--device", "cpu", "--settings", "fp32,bf16", "--out", str(tmp_path)])
+    files = list(tmp_path.iterdir())
+    assert len(files) == 1 and files[0].suffix == ".json"
+    saved = json.loads(files[0].read_text())
+    assert saved["all_ok"] and record["all_ok"]
+    for name in ("celeba178 fp32", "shapenet_chairs_1view bf16", "emoji32 training fp32"):
+        assert saved[name]["status"] == "ok", saved[name]
+    assert saved["celeba178 fp32"]["images_per_s"] > 0 and 0 < saved["celeba178 fp32"]["share_of_peak"]
+    assert saved["shapenet_chairs_1view fp32"]["rendering"]["rays_per_s"] > 0
+    assert saved["emoji32 training fp32"]["loss_falls"]
