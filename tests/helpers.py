@@ -24,7 +24,7 @@ def tiny_image_config(**train) -> Config:
     m = config.model
     m.dim, m.depth, m.n_heads, m.head_dim, m.mlp_dim = 32, 2, 2, 16, 64
     m.patch_size, m.padding, m.n_groups = 8, 0, 4
-    m.hyponet.depth, m.hyponet.width, m.hyponet.pe_dim, m.hyponet.pe_sigma = 3, 16, 16, 8.0
+    m.hyponet.depth, m.hyponet.width, m.hyponet.pe_dim, m.hyponet.pe_sigma = 3, 16, 8, 8.0  # 16 features
     config.data.resolution = 32
     config.train.batch_size = 8
     config.train.lr = 1e-3

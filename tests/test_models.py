@@ -57,9 +57,9 @@ def test_fourier_features_use_log_spaced_frequencies():
 
 
 def test_hyponet_runs_batch_of_different_inrs_like_a_loop():
-    hyponet = ImageHyponet(depth=3, width=8, pe_dim=8, pe_sigma=4.0)
+    hyponet = ImageHyponet(depth=3, width=8, pe_dim=4, pe_sigma=4.0)
     shapes = hyponet.layer_shapes
-    assert shapes == [(9, 8), (9, 8), (9, 3)]
+    assert shapes == [(9, 8), (9, 8), (9, 3)]  # pe_dim 4 per coordinate: 2 × 4 features
     weights = [torch.randn(4, *shape) for shape in shapes]
     coords = make_coord_grid(5, 6).expand(4, 5, 6, 2)
     batched = hyponet(coords, weights)

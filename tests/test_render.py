@@ -77,12 +77,51 @@ def test_sample_along_rays_deterministic_and_stratified():
     assert torch.allclose(t[0], torch.linspace(2, 6, 9))
     assert torch.allclose(points[..., 2], -t)
     generator = torch.Generator().manual_seed(0)
-    _, t_strat = sample_along_rays(origins, dirs, 2.0, 6.0, 9, stratified=True, generator=generator)
+    _, t_strat = sample_along_rays(origins, dirs, 2.0, 6.0, 9, stratified=True, generator=generator,
+                                   convention="nerf")
     assert (t_strat >= 2.0).all() and (t_strat <= 6.0).all()
     assert (t_strat[:, 1:] >= t_strat[:, :-1]).all()
     assert not torch.allclose(t_strat, t)
-    # Each stratified sample stays within half a step of its grid point.
+    # NeRF: each stratified sample stays within half a step of its grid point.
     assert ((t_strat - t).abs() <= 0.25 + 1e-6).all()
+    # learnit: each sample moves forward by less than one step (0.5 here).
+    _, t_learnit = sample_along_rays(origins, dirs, 2.0, 6.0, 9, stratified=True,
+                                     generator=torch.Generator().manual_seed(0))
+    shift = t_learnit - t
+    assert (shift >= 0).all() and (shift <= 0.5 + 1e-6).all() and (shift > 0.25).any()
+
+
+def learnit_reference(rgb, density, z):
+    """Tancik et al.'s learnit quadrature, written from its equations (float64)."""
+    dists = torch.cat([z[..., 1:] - z[..., :-1], torch.full_like(z[..., :1], 1e-3)], dim=-1)
+    alpha = 1 - torch.exp(-density * dists)
+    out = torch.zeros(*density.shape[:-1], 3, dtype=torch.float64)
+    acc = torch.zeros(density.shape[:-1], dtype=torch.float64)
+    survive = torch.ones(density.shape[:-1], dtype=torch.float64)
+    for k in range(density.shape[-1]):
+        weight = alpha[..., k] * survive
+        out += weight[..., None] * rgb[..., k, :]
+        acc += weight
+        survive = survive * torch.clamp(1 - alpha[..., k] + 1e-10, max=1.0)
+    return out + (1 - acc)[..., None], acc
+
+
+def test_learnit_convention_matches_its_equations_and_ignores_direction_length():
+    generator = torch.Generator().manual_seed(3)
+    z = torch.sort(torch.rand(5, 16, generator=generator, dtype=torch.float64) * 4 + 2).values
+    rgb = torch.rand(5, 16, 3, generator=generator, dtype=torch.float64)
+    density = torch.rand(5, 16, generator=generator, dtype=torch.float64) * 3
+    dirs = torch.randn(5, 3, generator=generator, dtype=torch.float64)
+    expected_rgb, expected_acc = learnit_reference(rgb, density, z)
+    rgb_map, acc = volume_render(rgb, density, z, dirs, convention="learnit")
+    assert torch.allclose(rgb_map, expected_rgb, atol=1e-12, rtol=0)
+    assert torch.allclose(acc, expected_acc, atol=1e-12, rtol=0)
+    longer, _ = volume_render(rgb, density, z, 3 * dirs, convention="learnit")
+    assert torch.equal(longer, rgb_map)
+    nerf, _ = volume_render(rgb, density, z, dirs, convention="nerf")
+    assert (nerf - rgb_map).abs().max() > 1e-3  # the two quadratures are different functions
+    with pytest.raises(ValueError, match="learnit"):
+        volume_render(rgb, density, z, dirs, convention="blender")
 
 
 def test_volume_render_empty_field_is_white():
@@ -108,13 +147,13 @@ def test_volume_render_opaque_field_gives_its_colour():
     assert torch.allclose(rgb_map, colour.expand(4, 3), atol=1e-5)
 
 
-def test_volume_render_uses_direction_norm():
+def test_nerf_convention_uses_direction_norm():
     # A thin half-transparent layer: doubling the direction length doubles the path.
     t = torch.tensor([[2.0, 2.1, 6.0]])
     density = torch.tensor([[1.0, 0.0, 0.0]])
     rgb = torch.zeros(1, 3, 3)
-    _, acc_unit = volume_render(rgb, density, t, torch.tensor([[0.0, 0.0, -1.0]]))
-    _, acc_long = volume_render(rgb, density, t, torch.tensor([[0.0, 0.0, -2.0]]))
+    _, acc_unit = volume_render(rgb, density, t, torch.tensor([[0.0, 0.0, -1.0]]), convention="nerf")
+    _, acc_long = volume_render(rgb, density, t, torch.tensor([[0.0, 0.0, -2.0]]), convention="nerf")
     assert acc_unit.item() == pytest.approx(1 - math.exp(-0.1), rel=1e-4)
     assert acc_long.item() == pytest.approx(1 - math.exp(-0.2), rel=1e-4)
 

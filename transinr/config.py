@@ -7,6 +7,7 @@ Overrides use dotted keys: ``train.lr=3e-4 model.n_groups=16``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -59,6 +60,13 @@ class HyponetConfig:
     pe_sigma: float = 1024.0
     out_bias: float = 0.5
     use_viewdirs: bool = False  # NeRF only
+    # As in the official code, ``pe_dim`` counts the Fourier features of ONE input
+    # coordinate (cos and sin of pe_dim / 2 frequencies): an image hyponet's first layer
+    # reads 2 · pe_dim features, a NeRF's 3 · pe_dim. false: pe_dim counts all features.
+    pe_dim_per_coordinate: bool = True
+    # Multiply the frequencies by π. null: the paper's choice for the task — images
+    # cos(π x w_k) with w_k in [1, σ], NeRF cos(x · 2^k) without π.
+    pe_times_pi: bool | None = None
 
 
 @dataclass
@@ -72,6 +80,15 @@ class ModelConfig:
     head_dim: int = 64
     mlp_dim: int = 3072
     dropout: float = 0.0
+    # Learned biases on the attention's query, key and value projections (the paper has
+    # none; its output projection has one).
+    qkv_bias: bool = False
+    # Standard deviation of the initial weight tokens and of the image tokenizer's
+    # positional embedding (the paper draws both from N(0, 1)).
+    token_init_std: float = 1.0
+    # A learned positional embedding on posed-view tokens; the paper has none, the pose
+    # is in each pixel's ray channels.
+    view_position_embedding: bool = False
     n_groups: int = 64  # G; instance_pattern: the rank of the composed layer
     hyponet: HyponetConfig = field(default_factory=HyponetConfig)
     # single_vector: size of the one latent vector every INR weight is computed from.
@@ -109,6 +126,10 @@ class NVSConfig:
     tto_batch: int = 4  # objects optimised at once: a memory bound, each object is fitted on its own
     evaluate_with_tto: bool = False  # score (and draw) after test-time optimisation
     turntable_frames: int = 40  # frames of the turntable GIF written with the samples
+    # Volume-rendering quadrature. learnit (the paper's numbers): sample spacing in
+    # depth units, last interval 1e-3, stratified samples shifted by up to one spacing.
+    # nerf: spacing × ‖direction‖, last interval 1e10, samples drawn between mid-points.
+    render_convention: str = "learnit"
 
 
 @dataclass
@@ -131,6 +152,10 @@ class TrainConfig:
     checkpoint_every: int = 200  # steps
     eval_images: int | None = None  # cap on held-out signals evaluated during training
     figure_images: int = 8
+    # Fine-tune: start from the weights of a trained model (a shipped name, a run folder,
+    # a checkpoint or a .safetensors file) instead of a random init. Its model section
+    # must equal this config's (``train --init`` copies it).
+    init_from: str | None = None
 
 
 @dataclass
@@ -152,10 +177,6 @@ def _type_matches(value, annotation) -> bool:
         return any(_type_matches(value, arg) for arg in typing.get_args(annotation))
     if annotation is type(None):
         return value is None
-    # Fine-tune: start from the weights of a trained model (a shipped name, a run folder,
-    # a checkpoint or a .safetensors file) instead of a random init. Its model section
-    # must equal this config's (``train --init`` copies it).
-    init_from: str | None = None
     if annotation is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if annotation is int:
@@ -276,6 +297,38 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
         return config
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+
+
+# Keys whose default changed to the paper's; a stored config (a checkpoint, a shipped
+# model) saved before a key existed was trained with the value given here, so it
+# is rebuilt with it rather than with today's default.
+LEGACY_VALUES = {
+    ("model", "qkv_bias"): True,
+    ("model", "token_init_std"): 0.02,
+    ("model", "view_position_embedding"): True,
+    ("model", "hyponet", "pe_dim_per_coordinate"): False,
+    ("model", "hyponet", "pe_times_pi"): True,
+    ("nvs", "render_convention"): "nerf",
+}
+
+
+def stored_config(values: dict, where: str = "stored config") -> Config:
+    """A config saved with a checkpoint or shipped model, read with today's schema.
+
+    Keys it lacks take today's defaults, except those in ``LEGACY_VALUES``: they take
+    the value the model was built with before the key existed, so old models keep
+    computing the function they were trained as.
+    """
+    values = copy.deepcopy(values or {})
+    for path, legacy in LEGACY_VALUES.items():
+        node = values
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node.setdefault(path[-1], legacy)
+    return config_from_dict(values, where)
 
 
 def config_to_dict(config: Config) -> dict:

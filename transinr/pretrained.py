@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .checkpoint import CheckpointError, build_model_for
-from .config import config_from_dict
+from .config import stored_config
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
@@ -72,7 +72,7 @@ def load_pretrained(name: str | Path, device="cpu"):
     path = pretrained_path(name)
     metadata = read_metadata(path)
     config_values = _header_json(metadata, "config", path)
-    config = config_from_dict(config_values, where=f"{path} config")
+    config = stored_config(config_values, where=f"{path} config")
     image_size = _header_json(metadata, "image_size", path)
     try:
         state = load_file(str(path))

@@ -11,8 +11,18 @@ Conventions (the learnit / NeRF-Blender ones):
   principal point is the image centre ``(W / 2, H / 2)``.
 * Ray directions are NOT normalised: in camera space they are
   ``((i + 0.5 - W/2) / f, -(j + 0.5 - H/2) / f, -1)``, so ``t`` along a ray is depth
-  along the optical axis and ``near`` / ``far`` are depth bounds. Volume rendering
-  multiplies sample spacing by the direction norm to get metric distances.
+  along the optical axis and ``near`` / ``far`` are depth bounds.
+
+Two volume-rendering quadratures (``convention``):
+
+* ``"learnit"`` — the one the paper's numbers use (Tancik et al.'s learnit code, which
+  the official Trans-INR follows): sample spacing in depth units, the last sample's
+  interval 1e-3, transmittance as a product of ``1 - α + 1e-10``, and stratified
+  samples that shift each evenly spaced depth forward by up to one spacing.
+* ``"nerf"`` — Mildenhall et al.'s: spacing × ‖direction‖ (metric distances), the last
+  interval "infinite" (1e10), stratified samples drawn between the mid-points.
+
+Both composite onto a white background.
 
 Everything here is plain torch and works on any device the inputs live on.
 """
@@ -26,10 +36,18 @@ import torch
 
 Field = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-# Spacing given to the last sample of every ray: "infinitely" long, so that a ray
-# that reaches the last sample deposits all of its remaining transmittance there if
-# the density is non-zero (as in NeRF).
-LAST_INTERVAL = 1e10
+# Interval given to the last sample of every ray. NeRF: "infinitely" long, so that a
+# ray that reaches the last sample deposits all of its remaining transmittance there
+# if the density is non-zero. learnit: a sliver, so what lies past ``far`` stays
+# (mostly) background.
+LAST_INTERVAL = {"learnit": 1e-3, "nerf": 1e10}
+CONVENTIONS = tuple(LAST_INTERVAL)
+
+
+def check_convention(convention: str) -> str:
+    if convention not in LAST_INTERVAL:
+        raise ValueError(f"unknown render convention {convention!r}; expected one of {', '.join(CONVENTIONS)}")
+    return convention
 
 
 def pose_spherical(azimuth_deg, elevation_deg, radius) -> torch.Tensor:
@@ -122,13 +140,16 @@ def sample_along_rays(
     n_samples: int,
     stratified: bool = False,
     generator: torch.Generator | None = None,
+    convention: str = "learnit",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Points along rays between ``near`` and ``far``.
 
     Deterministic mode puts the samples on ``linspace(near, far, n_samples)``.
-    Stratified mode (training) splits ``[near, far]`` into intervals around those
-    points (cut at the mid-points) and draws one uniform sample in each, so every
-    depth is seen over training.
+    Stratified mode (training) jitters them so every depth is seen over training:
+    ``"nerf"`` splits ``[near, far]`` into intervals cut at the mid-points and draws one
+    uniform sample in each; ``"learnit"`` moves every sample forward by a uniform
+    fraction of the spacing ``(far - near) / (n_samples - 1)`` (so the last one may
+    pass ``far`` by up to one spacing).
 
     Args:
         origins, dirs: ``(..., 3)``.
@@ -144,11 +165,15 @@ def sample_along_rays(
     t = near_t * (1.0 - steps) + far_t * steps
     t = t.expand(*batch_shape, n_samples)
     if stratified:
-        mids = 0.5 * (t[..., 1:] + t[..., :-1])
-        upper = torch.cat([mids, t[..., -1:]], dim=-1)
-        lower = torch.cat([t[..., :1], mids], dim=-1)
         u = torch.rand(t.shape, generator=generator, device=device if generator is None else generator.device)
-        t = lower + (upper - lower) * u.to(device)
+        u = u.to(device)
+        if check_convention(convention) == "learnit":
+            t = t + u * (far_t - near_t) / max(n_samples - 1, 1)
+        else:
+            mids = 0.5 * (t[..., 1:] + t[..., :-1])
+            upper = torch.cat([mids, t[..., -1:]], dim=-1)
+            lower = torch.cat([t[..., :1], mids], dim=-1)
+            t = lower + (upper - lower) * u
     points = origins[..., None, :] + dirs[..., None, :] * t[..., :, None]
     return points, t
 
@@ -159,26 +184,37 @@ def volume_render(
     t: torch.Tensor,
     dirs: torch.Tensor,
     white_background: bool = True,
+    convention: str = "learnit",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Alpha-composite samples along each ray (the NeRF quadrature).
+    """Alpha-composite samples along each ray (see the module docstring for the two
+    quadratures).
 
     Args:
         rgb: ``(..., S, 3)`` colours in [0, 1].
         density: ``(..., S)`` non-negative densities.
         t: ``(..., S)`` sample depths (in units of the un-normalised direction).
-        dirs: ``(..., 3)`` ray directions; their norm turns depth steps into distances.
+        dirs: ``(..., 3)`` ray directions; under ``"nerf"`` their norm turns depth steps
+            into distances, ``"learnit"`` ignores it.
     Returns:
         rgb_map ``(..., 3)`` and accumulated opacity acc ``(..., )`` in [0, 1].
     """
+    check_convention(convention)
     deltas = t[..., 1:] - t[..., :-1]
-    deltas = torch.cat([deltas, torch.full_like(deltas[..., :1], LAST_INTERVAL)], dim=-1)
-    deltas = deltas * dirs.norm(dim=-1, keepdim=True)
+    deltas = torch.cat([deltas, torch.full_like(deltas[..., :1], LAST_INTERVAL[convention])], dim=-1)
+    if convention == "nerf":
+        deltas = deltas * dirs.norm(dim=-1, keepdim=True)
     optical_depth = density * deltas  # (..., S)
     alpha = 1.0 - torch.exp(-optical_depth)
-    # Transmittance before each sample: exp(-sum of the optical depth of earlier
-    # samples). An exclusive cumulative sum avoids subtracting the huge last term.
-    before = torch.cumsum(optical_depth[..., :-1], dim=-1)
-    transmittance = torch.exp(-torch.cat([torch.zeros_like(before[..., :1]), before], dim=-1))
+    if convention == "learnit":
+        # Transmittance as the running product of 1 - α, kept above 1e-10 per factor.
+        survive = (1.0 - alpha + 1e-10).clamp(max=1.0)
+        transmittance = torch.cumprod(torch.cat([torch.ones_like(survive[..., :1]), survive[..., :-1]], dim=-1),
+                                      dim=-1)
+    else:
+        # exp(-sum of the optical depth of earlier samples). An exclusive cumulative
+        # sum avoids subtracting the huge last term.
+        before = torch.cumsum(optical_depth[..., :-1], dim=-1)
+        transmittance = torch.exp(-torch.cat([torch.zeros_like(before[..., :1]), before], dim=-1))
     weights = alpha * transmittance  # (..., S)
     rgb_map = (weights[..., None] * rgb).sum(dim=-2)
     acc = weights.sum(dim=-1)
@@ -207,6 +243,7 @@ def render_rays(
     white_background: bool = True,
     generator: torch.Generator | None = None,
     return_acc: bool = False,
+    convention: str = "learnit",
 ):
     """Render rays through a radiance field, a chunk of rays at a time.
 
@@ -232,10 +269,11 @@ def render_rays(
     for start in range(0, n_rays, rays_per_chunk):
         sl = slice(start, start + rays_per_chunk)
         o, d = origins[:, sl], dirs[:, sl]
-        points, t = sample_along_rays(o, d, near_t[:, sl], far_t[:, sl], n_samples, stratified, generator)
+        points, t = sample_along_rays(o, d, near_t[:, sl], far_t[:, sl], n_samples, stratified, generator,
+                                      convention)
         viewdirs = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         rgb, density = field(points, viewdirs)
-        rgb_map, acc = volume_render(rgb, density, t, d, white_background)
+        rgb_map, acc = volume_render(rgb, density, t, d, white_background, convention)
         rgb_parts.append(rgb_map)
         acc_parts.append(acc)
     rgb_out = torch.cat(rgb_parts, dim=1)

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import (CheckpointError, atomic_save, build_model_for, first_non_finite, load_state_strict,
                          remove_stale_temporaries, rng_state, safe_load, set_rng_state)
-from .config import Config, config_from_dict, config_to_dict, validate
+from .config import Config, config_to_dict, stored_config, validate
 from .distributed import ProcessGroup, all_finite, barrier, init_process_group, shutdown
 from .models import build_model
 from .run_lock import RunLock
@@ -206,7 +206,7 @@ def checkpoint_payload(model, optimizer, config, step, epoch, elapsed, image_siz
 def load_model_from_checkpoint(path: str | Path, device="cpu"):
     """(model, config, checkpoint dict) from a checkpoint, loaded weights-only."""
     checkpoint = safe_load(path, expected_format=CHECKPOINT_FORMAT)
-    config = config_from_dict(checkpoint["config"], where=f"{path} config")
+    config = stored_config(checkpoint["config"], where=f"{path} config")
     model = build_model_for(config, checkpoint.get("image_size"), checkpoint.get("model") or {}, str(path))
     return model.to(device), config, checkpoint
 
@@ -287,8 +287,9 @@ def _train(config: Config, run_dir: Path, device: torch.device, group: ProcessGr
     if checkpoint_path.exists():
         checkpoint = safe_load(checkpoint_path, expected_format=CHECKPOINT_FORMAT)
         # Read the stored config through today's dataclasses: a key added since it was
-        # written takes its default, so older runs resume if nothing they set changed.
-        stored = config_to_dict(config_from_dict(checkpoint["config"], str(checkpoint_path)))
+        # written takes its default (or, where a default changed, the value the run was
+        # built with), so older runs resume if nothing they set changed.
+        stored = config_to_dict(stored_config(checkpoint["config"], str(checkpoint_path)))
         differences = _config_differences(stored, config_to_dict(config))
         if differences:
             raise CheckpointError(

@@ -16,19 +16,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..render import check_convention
+
 
 class FourierFeatures(nn.Module):
     """``[cos(π x w_k), sin(π x w_k)]`` per coordinate, ``w_k`` log-spaced in [1, σ].
 
-    ``n_features`` counts all outputs: ``in_dim`` coordinates × 2 × frequencies.
+    ``n_features`` counts all outputs: ``in_dim`` coordinates × 2 × frequencies. The
+    order is all cosines then all sines, each coordinate-major (x's frequencies, then
+    y's), as in the official code. ``times_pi=False`` drops the π (the NeRF encoding,
+    frequencies 2^0 … 2^8 for σ = 256).
     """
 
-    def __init__(self, in_dim: int, n_features: int, sigma: float):
+    def __init__(self, in_dim: int, n_features: int, sigma: float, times_pi: bool = True):
         super().__init__()
         if n_features % (2 * in_dim):
             raise ValueError(f"n_features {n_features} must be a multiple of 2 × in_dim {in_dim}")
         n_freq = n_features // (2 * in_dim)
-        freqs = torch.exp(torch.linspace(0.0, math.log(sigma), n_freq)) * math.pi
+        freqs = torch.exp(torch.linspace(0.0, math.log(sigma), n_freq)) * (math.pi if times_pi else 1.0)
         self.register_buffer("freqs", freqs, persistent=False)
         self.out_dim = n_features
 
@@ -71,18 +76,21 @@ def run_mlp(x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
 class MLPHyponet(nn.Module):
     """Fourier-feature MLP with a configurable output transform.
 
-    Subclasses choose the input size and ``transform_output``.
+    Subclasses choose the input size and ``transform_output``. ``pe_dim`` counts the
+    features of one coordinate (cos and sin of pe_dim / 2 frequencies), as the official
+    code does; with ``pe_per_coordinate=False`` it counts all of them.
     """
 
     def __init__(self, in_dim: int, out_dim: int, depth: int, width: int, pe_dim: int, pe_sigma: float,
-                 extra_features: int = 0):
+                 extra_features: int = 0, pe_per_coordinate: bool = True, pe_times_pi: bool = True):
         super().__init__()
         if depth < 1:
             raise ValueError("a hyponet needs at least one layer")
         self.in_dim = in_dim
         self.out_dim = out_dim
-        self.encoding = FourierFeatures(in_dim, pe_dim, pe_sigma)
-        sizes = [pe_dim + extra_features] + [width] * (depth - 1) + [out_dim]
+        n_features = pe_dim * in_dim if pe_per_coordinate else pe_dim
+        self.encoding = FourierFeatures(in_dim, n_features, pe_sigma, pe_times_pi)
+        sizes = [n_features + extra_features] + [width] * (depth - 1) + [out_dim]
         self.layer_shapes: list[tuple[int, int]] = [
             (fan_in + 1, fan_out) for fan_in, fan_out in zip(sizes[:-1], sizes[1:])
         ]
@@ -103,11 +111,14 @@ class MLPHyponet(nn.Module):
 
 
 class ImageHyponet(MLPHyponet):
-    """(x, y) ∈ [-1, 1]² → RGB. DESIGN.md: 5 layers × 256, pe_dim 128, output + 0.5."""
+    """(x, y) ∈ [-1, 1]² → RGB. DESIGN.md: 5 layers × 256, 128 features per coordinate
+    (first layer 257 × 256), output + 0.5."""
 
     def __init__(self, depth: int = 5, width: int = 256, pe_dim: int = 128, pe_sigma: float = 1024.0,
-                 out_bias: float = 0.5, channels: int = 3):
-        super().__init__(2, channels, depth, width, pe_dim, pe_sigma)
+                 out_bias: float = 0.5, channels: int = 3, pe_per_coordinate: bool = True,
+                 pe_times_pi: bool = True):
+        super().__init__(2, channels, depth, width, pe_dim, pe_sigma,
+                         pe_per_coordinate=pe_per_coordinate, pe_times_pi=pe_times_pi)
         self.out_bias = out_bias
 
     def transform_output(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,19 +128,27 @@ class ImageHyponet(MLPHyponet):
 class NeRFHyponet(MLPHyponet):
     """Point (x, y, z) [+ view direction] → (rgb ∈ [0,1]³, density ≥ 0).
 
-    DESIGN.md: 6 layers × 256, positional encoding with frequencies 2^0 … 2^8.
+    DESIGN.md: 6 layers × 256, positional encoding cos / sin(x · 2^k) with 20
+    frequencies from 2^0 to 2^8 (pe_dim 40 per coordinate: first layer 121 × 256).
     View directions, when used, are Fourier-encoded too and joined to the point's
     features at the input (the output stays one MLP so the weight tokens see one
     plain stack of layers).
+
+    ``render_convention`` names the volume-rendering quadrature its densities are
+    meant for (:func:`transinr.render.volume_render`): part of the recipe, since the
+    same density field composites differently under another one.
     """
 
-    def __init__(self, depth: int = 6, width: int = 256, pe_dim: int = 120, pe_sigma: float = 256.0,
-                 use_viewdirs: bool = False, viewdir_pe_dim: int = 24):
+    def __init__(self, depth: int = 6, width: int = 256, pe_dim: int = 40, pe_sigma: float = 256.0,
+                 use_viewdirs: bool = False, viewdir_pe_dim: int = 24, pe_per_coordinate: bool = True,
+                 pe_times_pi: bool = False, render_convention: str = "learnit"):
         super().__init__(3, 4, depth, width, pe_dim, pe_sigma,
-                         extra_features=viewdir_pe_dim if use_viewdirs else 0)
+                         extra_features=viewdir_pe_dim if use_viewdirs else 0,
+                         pe_per_coordinate=pe_per_coordinate, pe_times_pi=pe_times_pi)
         self.use_viewdirs = use_viewdirs
+        self.render_convention = check_convention(render_convention)
         if use_viewdirs:
-            self.viewdir_encoding = FourierFeatures(3, viewdir_pe_dim, 8.0)
+            self.viewdir_encoding = FourierFeatures(3, viewdir_pe_dim, 8.0, pe_times_pi)
 
     def encode(self, coords: torch.Tensor, viewdirs: torch.Tensor | None = None) -> torch.Tensor:
         features = self.encoding(coords)

@@ -36,12 +36,12 @@ class PatternComposerTokens(WeightTokens):
     composed product replaces them), its bias row is.
     """
 
-    def __init__(self, layer_shapes, rank: int, dim: int, pattern_layer: int):
+    def __init__(self, layer_shapes, rank: int, dim: int, pattern_layer: int, token_init_std: float = 1.0):
         n_layers = len(layer_shapes)
         if not 0 <= pattern_layer < n_layers:
             raise ValueError(f"pattern_layer {pattern_layer} is not a layer of this {n_layers}-layer hyponet "
                              f"(expected 0 … {n_layers - 1})")
-        super().__init__(layer_shapes, rank, dim, generated_layers=[pattern_layer])
+        super().__init__(layer_shapes, rank, dim, generated_layers=[pattern_layer], token_init_std=token_init_std)
         self.pattern_layer = pattern_layer
         fan_in, fan_out = self.layer_shapes[pattern_layer][0] - 1, self.layer_shapes[pattern_layer][1]
         self.rank = self.groups[pattern_layer]
@@ -71,7 +71,7 @@ class InstancePatternComposer(TransINR):
     """Trans-INR whose weight tokens only write a low-rank factor of one layer."""
 
     def __init__(self, tokenizer: nn.Module, transformer: TransformerEncoder, hyponet: nn.Module,
-                 rank: int, pattern_layer: int = 1):
+                 rank: int, pattern_layer: int = 1, token_init_std: float = 1.0):
         # TransINR.__init__ would build full weight tokens only to replace them; set the
         # same attributes directly so that TransINR.run (data + weight tokens through
         # the Transformer, then decode) serves this model unchanged.
@@ -79,4 +79,5 @@ class InstancePatternComposer(TransINR):
         self.tokenizer = tokenizer
         self.transformer = transformer
         self.hyponet = hyponet
-        self.weight_tokens = PatternComposerTokens(hyponet.layer_shapes, rank, transformer.dim, pattern_layer)
+        self.weight_tokens = PatternComposerTokens(hyponet.layer_shapes, rank, transformer.dim, pattern_layer,
+                                                   token_init_std)

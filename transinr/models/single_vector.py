@@ -44,7 +44,7 @@ class SingleVectorHypernet(nn.Module):
     """
 
     def __init__(self, tokenizer: nn.Module, transformer: TransformerEncoder, hyponet: nn.Module,
-                 latent_dim: int, n_groups: int):
+                 latent_dim: int, n_groups: int, token_init_std: float = 1.0):
         super().__init__()
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be ≥ 1, got {latent_dim}")
@@ -53,7 +53,7 @@ class SingleVectorHypernet(nn.Module):
         self.hyponet = hyponet
         self.latent_dim = latent_dim
         dim = transformer.dim
-        self.summary_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.summary_token = nn.Parameter(torch.randn(1, 1, dim) * token_init_std)
         self.to_latent = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, latent_dim))
         shapes = [tuple(shape) for shape in hyponet.layer_shapes]
         self.groups = column_groups(shapes, n_groups)

@@ -25,10 +25,12 @@ class ImageTokenizer(nn.Module):
     """Image → patch tokens, as in ViT but with an optional zero border.
 
     The border lets sizes that are not a multiple of the patch split evenly
-    (178 px + 1 px on each side = 20 patches of 9 px).
+    (178 px + 1 px on each side = 20 patches of 9 px). ``position_init_std`` scales the
+    initial positional embedding (N(0, 1) in the paper); 0 builds none at all.
     """
 
-    def __init__(self, image_size: int, patch_size: int, dim: int, padding: int = 0, channels: int = 3):
+    def __init__(self, image_size: int, patch_size: int, dim: int, padding: int = 0, channels: int = 3,
+                 position_init_std: float = 1.0):
         super().__init__()
         padded = image_size + 2 * padding
         if padded % patch_size:
@@ -41,26 +43,32 @@ class ImageTokenizer(nn.Module):
         self.grid_shape = (padded // patch_size, padded // patch_size)
         self.n_tokens = self.grid_shape[0] * self.grid_shape[1]
         self.project = nn.Linear(patch_size * patch_size * channels, dim)
-        self.position = nn.Parameter(torch.randn(1, self.n_tokens, dim) * 0.02)
+        self.position = None
+        if position_init_std > 0:
+            self.position = nn.Parameter(torch.randn(1, self.n_tokens, dim) * position_init_std)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images: (B, C, H, W) → tokens (B, n_tokens, dim)."""
         if self.padding:
             images = F.pad(images, [self.padding] * 4)
-        return self.project(patchify(images, self.patch_size)) + self.position
+        tokens = self.project(patchify(images, self.patch_size))
+        return tokens if self.position is None else tokens + self.position
 
 
 class ViewsTokenizer(nn.Module):
     """Posed views → tokens: per pixel RGB ‖ ray origin ‖ ray direction (9 channels).
 
     Each view is patchified on its own; the tokens of all views are concatenated,
-    so a model trained on one view can be given two. Every view shares the same
-    learned positional embedding (pose is already in the ray channels).
+    so a model trained on one view can be given two. As in the paper there is no
+    positional embedding: each pixel's ray channels already say where it looks from.
+    ``position_init_std > 0`` adds one learned embedding shared by every view.
     """
 
-    def __init__(self, image_size: int, patch_size: int, dim: int, padding: int = 0):
+    def __init__(self, image_size: int, patch_size: int, dim: int, padding: int = 0,
+                 position_init_std: float = 0.0):
         super().__init__()
-        self.image = ImageTokenizer(image_size, patch_size, dim, padding, channels=9)
+        self.image = ImageTokenizer(image_size, patch_size, dim, padding, channels=9,
+                                    position_init_std=position_init_std)
         self.grid_shape = self.image.grid_shape
         self.tokens_per_view = self.image.n_tokens
 

@@ -34,12 +34,13 @@ class TransINR(nn.Module):
     """
 
     def __init__(self, tokenizer: nn.Module, transformer: TransformerEncoder, hyponet: nn.Module,
-                 n_groups: int, generated_layers=None):
+                 n_groups: int, generated_layers=None, token_init_std: float = 1.0):
         super().__init__()
         self.tokenizer = tokenizer
         self.transformer = transformer
         self.hyponet = hyponet
-        self.weight_tokens = WeightTokens(hyponet.layer_shapes, n_groups, transformer.dim, generated_layers)
+        self.weight_tokens = WeightTokens(hyponet.layer_shapes, n_groups, transformer.dim, generated_layers,
+                                          token_init_std)
 
     def forward(self, *observations: torch.Tensor) -> list[torch.Tensor]:
         """Observations → per-layer INR weights (B, in+1, out)."""

@@ -18,17 +18,21 @@ from torch import nn
 class MultiHeadSelfAttention(nn.Module):
     """Self-attention with one fused QKV projection.
 
+    The fused projection is the paper's separate query, key and value maps stacked
+    into one matrix (the same function, one matmul). They have no bias in the paper;
+    ``qkv_bias=True`` adds one.
+
     Runs on ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels
     where available); when the attention weights are asked for, the same maths is
     done explicitly so they can be returned.
     """
 
-    def __init__(self, dim: int, n_heads: int, head_dim: int, dropout: float = 0.0):
+    def __init__(self, dim: int, n_heads: int, head_dim: int, dropout: float = 0.0, qkv_bias: bool = False):
         super().__init__()
         self.n_heads = n_heads
         self.head_dim = head_dim
         inner = n_heads * head_dim
-        self.qkv = nn.Linear(dim, 3 * inner)
+        self.qkv = nn.Linear(dim, 3 * inner, bias=qkv_bias)
         self.out = nn.Linear(inner, dim)
         self.dropout = dropout
 
@@ -63,10 +67,11 @@ class FeedForward(nn.Sequential):
 class TransformerBlock(nn.Module):
     """One pre-norm residual block: attention then MLP, each behind a LayerNorm."""
 
-    def __init__(self, dim: int, n_heads: int, head_dim: int, mlp_dim: int, dropout: float = 0.0):
+    def __init__(self, dim: int, n_heads: int, head_dim: int, mlp_dim: int, dropout: float = 0.0,
+                 qkv_bias: bool = False):
         super().__init__()
         self.attn_norm = nn.LayerNorm(dim)
-        self.attn = MultiHeadSelfAttention(dim, n_heads, head_dim, dropout)
+        self.attn = MultiHeadSelfAttention(dim, n_heads, head_dim, dropout, qkv_bias)
         self.mlp_norm = nn.LayerNorm(dim)
         self.mlp = FeedForward(dim, mlp_dim, dropout)
 
@@ -103,11 +108,12 @@ class TransformerEncoder(nn.Module):
         head_dim: int,
         mlp_dim: int,
         dropout: float = 0.0,
+        qkv_bias: bool = False,
     ):
         super().__init__()
         self.dim = dim
         self.blocks = nn.ModuleList(
-            TransformerBlock(dim, n_heads, head_dim, mlp_dim, dropout) for _ in range(depth)
+            TransformerBlock(dim, n_heads, head_dim, mlp_dim, dropout, qkv_bias) for _ in range(depth)
         )
 
     def forward(

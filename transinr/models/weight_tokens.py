@@ -50,9 +50,13 @@ class WeightTokens(nn.Module):
     n_groups: G, the most tokens any one layer gets (a layer gets min(G, out_l)).
     generated_layers: indices of the layers whose weights come from tokens; the
       others use their base weights for every instance (all layers by default).
+    token_init_std: scale of the initial tokens φ_0. The paper draws them from N(0, 1),
+      which makes the groups of a layer start distinct (a small scale starts every
+      group vector of a layer nearly equal, since the heads' LayerNorm removes scale).
     """
 
-    def __init__(self, layer_shapes, n_groups: int, dim: int, generated_layers=None):
+    def __init__(self, layer_shapes, n_groups: int, dim: int, generated_layers=None,
+                 token_init_std: float = 1.0):
         super().__init__()
         self.layer_shapes = [tuple(shape) for shape in layer_shapes]
         if generated_layers is None:
@@ -70,7 +74,7 @@ class WeightTokens(nn.Module):
                 )
             self.groups[layer] = groups
         self.n_tokens = sum(self.groups.values())
-        self.tokens = nn.Parameter(torch.randn(self.n_tokens, dim) * 0.02)
+        self.tokens = nn.Parameter(torch.randn(self.n_tokens, dim) * token_init_std)
         self.heads = nn.ModuleDict({
             str(layer): nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, self.layer_shapes[layer][0] - 1))
             for layer in self.generated_layers

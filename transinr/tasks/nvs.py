@@ -45,6 +45,11 @@ def hyponet_of(model):
     return getattr(model, "hyponet", model)
 
 
+def render_convention_of(hyponet) -> str:
+    """The volume-rendering quadrature a NeRF hyponet was built for (learnit's by default)."""
+    return getattr(hyponet, "render_convention", "learnit")
+
+
 def nerf_field(hyponet, weights: list[torch.Tensor]):
     """A radiance field for :func:`transinr.render.render_rays` from B NeRFs.
 
@@ -65,9 +70,11 @@ def nerf_field(hyponet, weights: list[torch.Tensor]):
 def render_weights(hyponet, weights: list[torch.Tensor], origins: torch.Tensor, directions: torch.Tensor,
                    near, far, n_samples: int, stratified: bool = False, chunk: int = 4096,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-    """Render rays (B, R, 3) through B generated NeRFs → colours (B, R, 3)."""
+    """Render rays (B, R, 3) through B generated NeRFs → colours (B, R, 3), with the
+    quadrature the hyponet's densities are meant for."""
     return render_rays(nerf_field(hyponet, weights), origins, directions, near=near, far=far,
-                       n_samples=n_samples, stratified=stratified, chunk=chunk, generator=generator)
+                       n_samples=n_samples, stratified=stratified, chunk=chunk, generator=generator,
+                       convention=render_convention_of(hyponet))
 
 
 def render_novel_view(model, weights: list[torch.Tensor], pose: torch.Tensor, focal, height: int, width: int,
@@ -84,7 +91,8 @@ def render_novel_view(model, weights: list[torch.Tensor], pose: torch.Tensor, fo
         pose = pose.expand(batch, 4, 4)
     with torch.no_grad():
         image = render_view(nerf_field(hyponet, weights), pose.to(weights[0].device), focal, height, width,
-                            near=near, far=far, n_samples=n_samples, chunk=chunk)
+                            near=near, far=far, n_samples=n_samples, chunk=chunk,
+                            convention=render_convention_of(hyponet))
     return image.permute(0, 3, 1, 2)
 
 
