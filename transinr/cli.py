@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         if argv and argv[0] in TRAINING_COMMANDS and not {"-h", "--help"} & set(argv):
             from .runtime import choose_threads
 
-            print(choose_threads(), file=sys.stderr)
+            print(choose_threads())  # stdout: stderr stays for warnings and the one error line
         if argv and argv[0] in EXTERNAL_COMMANDS:
             # These commands own their whole argument list, --help included.
             import importlib
