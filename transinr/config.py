@@ -233,16 +233,22 @@ def _describe(annotation) -> str:
     return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
 
 
-def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A path to a YAML file, or the name of a shipped config (``emoji32``)."""
+def resolve_shipped_yaml(name_or_path: str | Path, folder: Path, kind: str) -> Path:
+    """A path to a YAML file, or the name of one shipped in ``folder``; ``kind`` names
+    what it is in the error ("config", "study")."""
     path = Path(name_or_path)
     if path.is_file():
         return path
-    shipped = CONFIG_DIR / f"{name_or_path}.yaml"
+    shipped = folder / f"{name_or_path}.yaml"
     if shipped.is_file():
         return shipped
-    available = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
-    raise ConfigError(f"no config file {str(name_or_path)!r}; shipped configs: {available}")
+    available = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+    raise ConfigError(f"no {kind} file {str(name_or_path)!r}; shipped {kind}s: {available}")
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A path to a YAML file, or the name of a shipped config (``emoji32``)."""
+    return resolve_shipped_yaml(name_or_path, CONFIG_DIR, "config")
 
 
 def parse_overrides(overrides: list[str]) -> dict:

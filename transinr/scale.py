@@ -27,7 +27,7 @@ import yaml
 
 from .compare import (check_comparable, count_parameters, format_count, format_duration, format_optional,
                       markdown_table, result_row, write_csv)
-from .config import CONFIG_DIR, Config, ConfigError, config_to_dict, load_config
+from .config import CONFIG_DIR, Config, ConfigError, config_to_dict, load_config, resolve_shipped_yaml
 from .data import build_dataset
 from .models import build_model
 from .train import _config_differences, train
@@ -55,14 +55,7 @@ class PlannedRun:
 
 
 def resolve_study_path(name_or_path: str | Path) -> Path:
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    shipped = STUDY_DIR / f"{name_or_path}.yaml"
-    if shipped.is_file():
-        return shipped
-    available = ", ".join(sorted(p.stem for p in STUDY_DIR.glob("*.yaml")))
-    raise ConfigError(f"no study file {str(name_or_path)!r}; shipped studies: {available}")
+    return resolve_shipped_yaml(name_or_path, STUDY_DIR, "study")
 
 
 def _strings(value, where: str) -> list[str]:
