@@ -39,6 +39,12 @@ def test_paper_initial_scales_and_encodings():
     image = build_model(load_config("celeba178", ["model.depth=1"]), 178)
     assert image.weight_tokens.tokens.std().item() == pytest.approx(1.0, rel=0.05)
     assert image.tokenizer.position.std().item() == pytest.approx(1.0, rel=0.05)
+    # Base weights and bias rows as the official code draws them (nn.Linear's default, which
+    # for kaiming_uniform with a = √5 is U(±1/√fan_in) for both).
+    for base in image.weight_tokens.base:
+        bound = 1 / math.sqrt(base.shape[0] - 1)
+        assert 0.95 * bound < base.abs().max().item() <= bound
+        assert base.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.1)
     freqs = image.hyponet.encoding.freqs
     assert len(freqs) == 64 and freqs[0].item() == pytest.approx(math.pi) and freqs[-1].item() == pytest.approx(1024 * math.pi)
     nerf = build_model(load_config("shapenet_chairs_1view", ["model.depth=1"]), 128)
@@ -60,3 +66,31 @@ def test_models_saved_before_the_paper_defaults_keep_their_own():
     assert "qkv_bias" not in values["model"]  # the caller's dict is left as it was
     # A config that names the keys keeps what it says.
     assert stored_config(config_to_dict(config)).model.qkv_bias is False
+
+
+def option_effects():
+    """(config, override, what it must change) for every deviation the paper configs leave off."""
+    def blocks(model):
+        return model.transformer.blocks
+    return [
+        ("celeba178", "model.qkv_bias=true", lambda m: all(b.attn.qkv.bias is not None for b in blocks(m))),
+        ("celeba178", "model.token_init_std=0.02",
+         lambda m: abs(m.weight_tokens.tokens.std().item() - 0.02) < 0.002
+         and abs(m.tokenizer.position.std().item() - 0.02) < 0.002),
+        ("shapenet_chairs_1view", "model.view_position_embedding=true",
+         lambda m: m.tokenizer.image.position is not None),
+        ("celeba178", "model.hyponet.pe_dim_per_coordinate=false",
+         lambda m: tuple(m.hyponet.layer_shapes[0]) == (129, 256)),
+        ("shapenet_chairs_1view", "model.hyponet.pe_times_pi=true",
+         lambda m: torch.allclose(m.hyponet.encoding.freqs, math.pi * 2.0 ** torch.linspace(0, 8, 20))),
+        ("shapenet_chairs_1view", "nvs.render_convention=nerf", lambda m: m.hyponet.render_convention == "nerf"),
+    ]
+
+
+@pytest.mark.parametrize("name,override,changed", option_effects(),
+                         ids=[override for _, override, _ in option_effects()])
+def test_each_deviation_is_an_option_that_does_what_it_names(name, override, changed):
+    size = 178 if name == "celeba178" else 128
+    paper = build_model(load_config(name, ["model.depth=1"]), size)
+    deviating = build_model(load_config(name, ["model.depth=1", override]), size)
+    assert changed(deviating) and not changed(paper)
