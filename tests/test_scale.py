@@ -60,3 +60,17 @@ def test_bad_study_files_name_the_key(tmp_path, image_folder):
         scale.load_study(path)
     with pytest.raises(ConfigError, match="unknown method 'nope'"):
         scale.plan_runs(scale.load_study(write_study(tmp_path, image_folder)), methods=["nope"])
+
+
+def test_a_later_budget_keeps_the_rows_of_an_earlier_one(tmp_path, image_folder, one_thread):
+    """Running a study one budget at a time must not drop the finished budgets from the tables."""
+    study = scale.load_study(write_study(tmp_path, image_folder))
+    every_run = scale.plan_runs(study, sizes=[])
+    first = scale.plan_runs(study, budgets=[8], sizes=[])
+    scale.run_study(study, tmp_path / "out", first, progress=False, report_runs=every_run)
+    table = json.loads((tmp_path / "out" / "scale.json").read_text())
+    assert [(r["config"], r["budget"]) for r in table] == [("trans_inr_8", 8), ("single_vector_8", 8)]
+    second = scale.plan_runs(study, budgets=[16], methods=["trans_inr"], sizes=[])
+    rows = scale.run_study(study, tmp_path / "out", second, progress=False, report_runs=every_run)
+    assert [r["config"] for r in rows] == ["trans_inr_8", "single_vector_8", "trans_inr_16"]
+    assert "single_vector_8" in (tmp_path / "out" / "scale.md").read_text()

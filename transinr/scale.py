@@ -144,10 +144,14 @@ def finished_results(run: PlannedRun, run_dir: Path) -> dict | None:
 
 
 def run_study(study: Study, out_dir: str | Path, runs: list[PlannedRun], device: str | None = None,
-              progress: bool = True, report_only: bool = False, runs_dir: str | Path | None = None) -> list[dict]:
+              progress: bool = True, report_only: bool = False, runs_dir: str | Path | None = None,
+              report_runs: list[PlannedRun] | None = None) -> list[dict]:
     """Train (or skip, or resume) every planned run; rewrite the tables after each. Returns the rows.
 
     Run folders go to ``runs_dir`` (default ``out_dir/runs``), the tables to ``out_dir``.
+    The tables hold every finished run of ``report_runs`` (default: ``runs``), so a study
+    run one budget at a time (``--budgets 64000`` after ``--budgets 16000``) keeps the rows
+    of the budgets it did not touch this time.
     """
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir else out_dir / "runs"
@@ -156,18 +160,28 @@ def run_study(study: Study, out_dir: str | Path, runs: list[PlannedRun], device:
     for budget in sorted({r.budget for r in runs}):
         check_comparable([r.config for r in runs if r.budget == budget], train_size)
     image_size = build_dataset(runs[0].config, "test")[0].shape[-1]
-    rows = []
+    report_runs = runs if report_runs is None else report_runs
+    trained_now = {}
+
+    def finished_rows() -> list[dict]:
+        rows = []
+        for run in report_runs:
+            results = trained_now.get(run.config.name) or finished_results(run, runs_dir / run.config.name)
+            if results is not None:
+                parameters = count_parameters(build_model(run.config, image_size))
+                rows.append({"method": run.method, "size": run.size or "config", "budget": run.budget,
+                             **result_row(run.config, results, parameters)})
+        return rows
+
     for index, run in enumerate(runs, 1):
-        run_dir = runs_dir / run.config.name
-        results = finished_results(run, run_dir)
-        if results is None and report_only:
+        if report_only or finished_results(run, runs_dir / run.config.name) is not None:
             continue
-        if results is None:
-            print(f"[{index}/{len(runs)}] {run.config.name}", flush=True)
-            results = train(run.config, run_dir, device=device, progress=progress)
-        parameters = count_parameters(build_model(run.config, image_size))
-        rows.append({"method": run.method, "size": run.size or "config", "budget": run.budget,
-                     **result_row(run.config, results, parameters)})
+        print(f"[{index}/{len(runs)}] {run.config.name}", flush=True)
+        trained_now[run.config.name] = train(run.config, runs_dir / run.config.name, device=device,
+                                             progress=progress)
+        write_tables(study, finished_rows(), out_dir)
+    rows = finished_rows()
+    if rows:
         write_tables(study, rows, out_dir)
     return rows
 
@@ -239,8 +253,9 @@ def cli_main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     study = load_study(args.study)
     runs = plan_runs(study, args.budgets, args.methods, args.sizes, args.overrides)
+    every_run = plan_runs(study, extra=args.overrides)  # the tables report all that has finished
     rows = run_study(study, args.out, runs, device=args.device, progress=not args.quiet,
-                     report_only=args.report_only, runs_dir=args.runs_dir)
+                     report_only=args.report_only, runs_dir=args.runs_dir, report_runs=every_run)
     if rows:
         print((Path(args.out) / "scale.md").read_text())
     return rows
