@@ -23,6 +23,14 @@ class ImageList(list):
     """The smallest dataset an explorer accepts: indexable (3, H, W) images."""
 
 
+class NamedImages(ImageList):
+    """Images with names, as the emoji set has them (underscores between words)."""
+
+    def __init__(self, images, names):
+        super().__init__(images)
+        self.names = names
+
+
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
@@ -135,6 +143,59 @@ def test_image_regression_explorer_takes_an_upload(model):
                               "content": memoryview(content), "last_modified": datetime.datetime.now()},)
     assert explorer.last["input"].shape == (32, 32, 3)  # centre-cropped and resized
     assert np.allclose(explorer.last["input"], [1.0, 0.0, 0.0])
+
+
+def test_image_picker_finds_images_by_name_and_keeps_slider_and_list_in_step():
+    names = ["red_heart", "grinning_face", "blue_heart", "heart_on_fire", "cat"]
+    picker = widgets.ImagePicker(NamedImages(smooth_images(5), names))
+    assert [index for _, index in picker.choice.options] == [0, 1, 2, 3, 4]
+    assert picker.choice.options[2][0] == "blue heart (#2)"
+    picker.index.value = 1
+    picker.search.value = "HEART"  # any case; the picked image is no heart, so the first heart is picked
+    assert [index for _, index in picker.choice.options] == [0, 2, 3]
+    assert picker.index.value == 0 and "3 of 5" in picker.matches.value
+    picker.search.value = "heart red"  # every word, in any order
+    assert [index for _, index in picker.choice.options] == [0]
+    picker.search.value = "heart"
+    picker.choice.value = 3  # picking a name moves the slider
+    assert picker.index.value == 3
+    picker.search.value = "unicorn"  # no match: the list stays usable and the box says so
+    assert [index for _, index in picker.choice.options] == [0, 2, 3] and "unicorn" in picker.matches.value
+    picker.index.value = 4  # the slider leaves the filtered list: every name is listed again
+    assert picker.search.value == "" and picker.choice.value == 4 and len(picker.choice.options) == 5
+    unnamed = widgets.ImagePicker(ImageList(smooth_images(3)))
+    assert [label for label, _ in unnamed.choice.options] == ["image 0", "image 1", "image 2"]
+
+
+def test_image_regression_explorer_picks_an_image_by_name(model):
+    dataset = NamedImages(smooth_images(4), ["cat", "dog", "cat_face", "owl"])
+    explorer = widgets.ImageRegressionExplorer({"trans-inr": model}, dataset)
+    explorer.picker.search.value = "owl"
+    assert explorer.index.value == 3
+    assert np.allclose(explorer.last["input"], widgets.image_to_numpy(dataset[3]))
+
+
+def test_a_bad_upload_shows_its_error_inside_the_explorer(model):
+    import datetime
+
+    dataset = ImageList(smooth_images(2))
+    explorer = widgets.ImageRegressionExplorer({"trans-inr": model}, dataset)
+    shown = explorer.last
+    content = b"these are notes, not pixels"
+    explorer.upload.value = ({"name": "notes.txt", "type": "text/plain", "size": len(content),
+                              "content": memoryview(content), "last_modified": datetime.datetime.now()},)
+    assert "notes.txt" in explorer.message.value and "expected an image file" in explorer.message.value
+    assert "Upload failed" in explorer.message.value
+    assert explorer.last is shown and explorer.uploaded is None  # the picture stays as it was
+    explorer.index.value = 1  # picking a test image clears the message
+    assert explorer.message.value == ""
+
+
+def test_image_from_bytes_names_the_uploaded_file():
+    from transinr.data.errors import CorruptImageError
+
+    with pytest.raises(CorruptImageError, match="'holiday.jpg'.*expected an image file"):
+        widgets.image_from_bytes(b"\xff\xd8 not really a jpeg", 32, "holiday.jpg")
 
 
 def test_attention_explorer_map_is_the_chosen_token(model):

@@ -6,19 +6,13 @@ library function with its own tests; the notebooks only wire sliders to them.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 
 from . import analysis
+from .runtime import smoke_mode  # noqa: F401  (the notebooks call widgets.smoke_mode())
 from .tasks.image import render_image
 from .viz import to_numpy_image
-
-
-def smoke_mode() -> bool:
-    """``TRANSINR_SMOKE=1`` (set in CI) shrinks every loop in the notebooks."""
-    return os.environ.get("TRANSINR_SMOKE", "0") not in ("", "0", "false", "False")
 
 
 # (3, H, W) in [0, 1] → (H, W, 3) float array in [0, 1]; the notebooks call it by this name.
@@ -42,17 +36,26 @@ def reconstruct(model, image: torch.Tensor, scale: int = 1) -> dict:
             "psnr": psnr_per_item(native, images).item()}
 
 
-def image_from_bytes(data: bytes, resolution: int) -> torch.Tensor:
-    """An uploaded file (any format Pillow reads) → (3, R, R) centre-cropped, on white."""
+def image_from_bytes(data: bytes, resolution: int, name: str = "upload") -> torch.Tensor:
+    """An uploaded file (any format Pillow reads) → (3, R, R) centre-cropped, on white.
+
+    A file that is no image raises :class:`~transinr.data.errors.CorruptImageError`
+    naming ``name`` (the file as the user picked it) and what was expected."""
     import tempfile
     from pathlib import Path
 
+    from .data.errors import CorruptImageError
     from .data.image_io import center_crop, load_rgb, resize_shorter_side, to_tensor
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "upload"
         path.write_bytes(data)
-        pixels = load_rgb(path)
+        try:
+            pixels = load_rgb(path, target_size=resolution)
+        except CorruptImageError as error:
+            # The temporary path means nothing to the user: name their file instead.
+            raise CorruptImageError(f"cannot use {name!r}: {error.reason}; expected an image file "
+                                    f"(PNG, JPEG, GIF, BMP or WebP)", path=name, reason=error.reason) from None
     return to_tensor(center_crop(resize_shorter_side(pixels, resolution), resolution))
 
 
@@ -67,6 +70,76 @@ def attention_overlay(model, image: torch.Tensor, inr_layer: int, group: int | N
     maps = maps.mean(0) if head is None else maps[head]
     maps = maps.mean(0) if group is None else maps[group]
     return analysis.attention_on_pixels(model.tokenizer, maps.unsqueeze(0))[0].cpu().numpy()
+
+
+# --------------------------------------------------------------------------------------
+# Picking an image: by name (search box and dropdown) or by index (slider)
+# --------------------------------------------------------------------------------------
+
+def image_labels(dataset) -> list[str]:
+    """One label per image: its name when the dataset has names (the emoji set's
+    ``names``, underscores read as spaces), else its index."""
+    names = getattr(dataset, "names", None)
+    if names is None:
+        return [f"image {i}" for i in range(len(dataset))]
+    return [f"{str(name).replace('_', ' ')} (#{i})" for i, name in enumerate(names)]
+
+
+def matching_images(labels: list[str], query: str) -> list[tuple[str, int]]:
+    """(label, index) of every image whose label holds every word of ``query``, in any
+    order and case ("red heart" finds "heart red" too); all of them for an empty query."""
+    words = query.lower().replace("_", " ").split()
+    return [(label, index) for index, label in enumerate(labels)
+            if all(word in label.lower() for word in words)]
+
+
+class ImagePicker:
+    """Pick an image of a dataset by name or by index: a search box filters a dropdown of
+    names, and a slider wide enough to reach each of hundreds of images; the three stay
+    in step. ``index`` (the slider) is the one value the explorers listen to."""
+
+    def __init__(self, dataset, description: str = "image"):
+        import ipywidgets as w
+
+        self.labels = image_labels(dataset)
+        style = {"description_width": "initial"}  # descriptions in full, never cut off
+        self.index = w.IntSlider(0, 0, len(dataset) - 1, description=description, continuous_update=False,
+                                 layout=w.Layout(width="560px"), style=style)
+        self.search = w.Text(value="", placeholder="part of a name, e.g. heart", description="search",
+                             continuous_update=True, layout=w.Layout(width="280px"), style=style)
+        self.choice = w.Dropdown(options=matching_images(self.labels, ""), value=0, description="name",
+                                 layout=w.Layout(width="380px"), style=style)
+        self.matches = w.HTML(f"{len(self.labels)} images")
+        self.search.observe(self._on_search, names="value")
+        self.choice.observe(self._on_choice, names="value")
+        self.index.observe(self._on_index, names="value")
+        self.widget = w.VBox([w.HBox([self.search, self.choice, self.matches]), self.index])
+
+    def _on_search(self, change) -> None:
+        found = matching_images(self.labels, change["new"])
+        if not found:  # keep the last list: an empty dropdown could pick nothing
+            self.matches.value = f"<span style='color:#b00'>no name holds “{html_escape(change['new'])}”</span>"
+            return
+        self.matches.value = f"{len(found)} of {len(self.labels)} images"
+        # The dropdown keeps its value when it is still listed, else moves to the first match
+        # (and _on_choice then moves the slider).
+        self.choice.options = found
+
+    def _on_choice(self, change) -> None:
+        if change["new"] is not None:
+            self.index.value = change["new"]
+
+    def _on_index(self, change) -> None:
+        listed = {index for _, index in self.choice.options}
+        if change["new"] not in listed:  # the slider left the filtered list: show every name again
+            self.search.value = ""
+        self.choice.value = change["new"]
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(str(text))
 
 
 # --------------------------------------------------------------------------------------
@@ -88,33 +161,53 @@ class _Explorer:
 
 
 class ImageRegressionExplorer(_Explorer):
-    """Pick an image (or upload one) and a model; see input, generated INR, and 4×."""
+    """Pick an image (by name or index, or upload one) and a model; see input, generated
+    INR, and 4×. A file that is no image leaves the picture as it was and says why in
+    ``message``, inside the widget."""
 
     def __init__(self, models: dict, dataset, scale: int = 4):
         import ipywidgets as w
 
         super().__init__()
         self.models, self.dataset, self.scale = models, dataset, scale
-        self.index = w.IntSlider(0, 0, len(dataset) - 1, description="image", continuous_update=False)
-        self.model_name = w.Dropdown(options=list(models), description="model")
+        self.picker = ImagePicker(dataset)
+        self.index = self.picker.index
+        self.model_name = w.Dropdown(options=list(models), description="model",
+                                     layout=w.Layout(width="420px"), style={"description_width": "initial"})
         self.upload = w.FileUpload(accept="image/*", multiple=False, description="your image")
+        self.message = w.HTML("")
         self.uploaded: torch.Tensor | None = None
         self.index.observe(self._on_index, names="value")
         self.model_name.observe(lambda _: self.update(), names="value")
         self.upload.observe(self._on_upload, names="value")
-        self.widget = w.VBox([w.HBox([self.index, self.model_name, self.upload]), self.output])
+        self.widget = w.VBox([self.picker.widget, w.HBox([self.model_name, self.upload]), self.message,
+                              self.output])
         self.update()
 
     def _on_index(self, change) -> None:
         self.uploaded = None  # picking a test image leaves the uploaded one
+        self.message.value = ""
         self.update()
 
     def _on_upload(self, change) -> None:
+        from .data.errors import CorruptImageError
+
         files = change["new"]
-        if files:
-            content = files[0]["content"] if isinstance(files, (list, tuple)) else next(iter(files.values()))["content"]
-            self.uploaded = image_from_bytes(bytes(content), self.dataset[0].shape[-1])
-            self.update()
+        if not files:
+            return
+        if isinstance(files, (list, tuple)):  # ipywidgets 8: a tuple of dicts
+            name, content = files[0].get("name", "upload"), files[0]["content"]
+        else:  # ipywidgets 7: {name: {"content": ...}}
+            name, item = next(iter(files.items()))
+            content = item["content"]
+        try:
+            image = image_from_bytes(bytes(content), self.dataset[0].shape[-1], name)
+        except CorruptImageError as error:
+            self.message.value = f"<b style='color:#b00'>Upload failed.</b> {html_escape(error)}"
+            return
+        self.message.value = f"showing your image {html_escape(name)}"
+        self.uploaded = image
+        self.update()
 
     def update(self) -> dict:
         import matplotlib.pyplot as plt
@@ -144,7 +237,8 @@ class AttentionExplorer(_Explorer):
         groups = model.weight_tokens.groups
         depth = len(model.transformer.blocks)
         heads = model.transformer.blocks[0].attn.n_heads
-        self.index = w.IntSlider(0, 0, len(dataset) - 1, description="image", continuous_update=False)
+        self.picker = ImagePicker(dataset)
+        self.index = self.picker.index
         self.inr_layer = w.Dropdown(options=sorted(groups), description="INR layer")
         self.group = w.Dropdown(options=["mean"] + list(range(groups[min(groups)])), description="group")
         self.transformer_layer = w.IntSlider(depth - 1, 0, depth - 1, description="Tr. layer",
@@ -153,7 +247,7 @@ class AttentionExplorer(_Explorer):
         self.inr_layer.observe(self._on_layer, names="value")
         for control in (self.index, self.group, self.transformer_layer, self.head):
             control.observe(lambda _: self.update(), names="value")
-        controls = w.VBox([w.HBox([self.index, self.inr_layer, self.group]),
+        controls = w.VBox([self.picker.widget, w.HBox([self.inr_layer, self.group]),
                            w.HBox([self.transformer_layer, self.head])])
         self.widget = w.VBox([controls, self.output])
         self.update()
