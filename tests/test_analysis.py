@@ -1,9 +1,10 @@
+import numpy as np
 import pytest
 import torch
 
 from transinr.analysis import (WeightTokenAttention, gradient_descent_by_attention, gradient_descent_reference,
-                               generated_weight_statistics, layerwise_psnr, view_attention_shares,
-                               weight_token_attention)
+                               generated_weight_statistics, layerwise_psnr, race_to_psnr, support_view_attention,
+                               trace_weight_token, view_attention_shares, weight_token_attention)
 from transinr.models import build_model
 from transinr.tasks.image import ImageRegression
 
@@ -94,7 +95,7 @@ def test_group_ablation_runs_on_a_tiny_budget(tmp_path, image_folder, one_thread
     assert "| 16 |" in (tmp_path / "figs" / "weight_groups.md").read_text()
 
 
-def test_attention_maps_are_laid_out_on_each_support_view():
+def tiny_views_model():
     from transinr.config import Config
 
     config = Config(task="nvs")
@@ -102,7 +103,12 @@ def test_attention_maps_are_laid_out_on_each_support_view():
     m.dim, m.depth, m.n_heads, m.head_dim, m.mlp_dim = 16, 2, 2, 8, 32
     m.patch_size, m.padding, m.n_groups = 4, 0, 4
     m.hyponet.depth, m.hyponet.width, m.hyponet.pe_dim, m.hyponet.pe_sigma = 3, 8, 12, 4.0
-    model = build_model(config, 8)
+    torch.manual_seed(0)
+    return build_model(config, 8).eval()
+
+
+def test_attention_maps_are_laid_out_on_each_support_view():
+    model = tiny_views_model()
     rgb, rays = torch.rand(1, 2, 3, 8, 8), torch.rand(1, 2, 8, 8, 3)
     result = weight_token_attention(model, rgb, rays, rays)
     assert result.maps.shape == (1, 2, 2, model.weight_tokens.n_tokens, 2, 2, 2)  # …, views, gh, gw
@@ -118,3 +124,88 @@ def test_attention_maps_are_laid_out_on_each_support_view():
     with pytest.raises(ValueError, match="posed views"):
         view_attention_shares(WeightTokenAttention(torch.rand(1, 2, 2, 3, 4, 4), torch.rand(1, 2, 2, 3),
                                                    torch.zeros(3), torch.arange(3)))
+
+
+def test_support_view_attention_is_each_views_share_patch_by_patch():
+    import matplotlib
+
+    from transinr.viz import view_attention_figure
+
+    matplotlib.use("Agg")
+    model = tiny_views_model()
+    rgb, rays_o, rays_d = torch.rand(1, 2, 3, 8, 8), torch.rand(1, 2, 8, 8, 3), torch.rand(1, 2, 8, 8, 3)
+    maps = support_view_attention(model, rgb, rays_o, rays_d)
+    assert maps.shape == (1, 2, 2, 2)  # B, views, gh, gw
+    shares = view_attention_shares(weight_token_attention(model, rgb, rays_o, rays_d))
+    assert torch.allclose(maps.sum((2, 3))[0], shares[-1, :2], atol=1e-6)
+    first_layer = support_view_attention(model, rgb, rays_o, rays_d, transformer_layer=0)
+    assert torch.allclose(first_layer.sum((2, 3))[0], shares[0, :2], atol=1e-6)
+    one_view = support_view_attention(model, rgb[:, :1], rays_o[:, :1], rays_d[:, :1])
+    assert one_view.shape == (1, 1, 2, 2)
+    figure = view_attention_figure(rgb[0], maps[0])
+    assert len(figure.axes) == 3  # two views and one colour bar
+    scales = {ax.images[1].get_clim() for ax in figure.axes[:2]}
+    assert len(scales) == 1  # one colour scale for both views, in % of a row
+    assert scales.pop() == (0.0, pytest.approx(100 * maps.max().item()))
+    matplotlib.pyplot.close(figure)
+
+
+def test_a_traced_weight_token_ends_as_the_columns_the_model_generates(model):
+    import matplotlib
+
+    from transinr.viz import weight_token_trace_figure
+
+    matplotlib.use("Agg")
+    images = smooth_images(2)
+    generated = model(images)
+    for layer, groups in model.weight_tokens.groups.items():
+        for group in (0, groups - 1):
+            trace = trace_weight_token(model, images, inr_layer=layer, group=group)
+            d, out = generated[layer].shape[1] - 1, generated[layer].shape[2]
+            width = out // groups
+            assert trace["token"].shape == (2, model.transformer.dim) and trace["u"].shape == (2, d)
+            assert trace["base"].shape == (d, width) and trace["columns"].shape == (2, d, width)
+            assert trace["column_indices"].tolist() == list(range(group * width, (group + 1) * width))
+            assert torch.allclose(trace["columns"], generated[layer][:, :d, trace["column_indices"]], atol=1e-6)
+            assert torch.allclose(trace["modulated"], trace["base"] * trace["u"].unsqueeze(-1))
+            assert torch.allclose(trace["columns"].norm(dim=1), torch.ones(2, width), atol=1e-5)
+    figure = weight_token_trace_figure(trace_weight_token(model, images, inr_layer=0, group=1))
+    assert len(figure.axes) == 4
+    assert len(figure.axes[-1].lines) == 2 * 4 + 1  # 4 columns, their 4 generated twins, the zero line
+    matplotlib.pyplot.close(figure)
+    with pytest.raises(ValueError, match="4 weight groups"):
+        trace_weight_token(model, images, inr_layer=0, group=4)
+
+
+def test_race_to_psnr_times_the_three_ways_to_an_inr(model):
+    import matplotlib
+
+    from transinr.viz import psnr_vs_time_figure
+
+    matplotlib.use("Agg")
+    config = tiny_image_config()
+    config.model.name = "learned_init"
+    config.model.inner_steps = config.model.test_inner_steps = 2
+    torch.manual_seed(0)
+    learned_init = build_model(config, 32).eval()
+    image = smooth_images(1)[0]
+    race = race_to_psnr(model, learned_init, image, scratch_steps=40, record_every=10)
+    assert list(race["trajectories"]) == ["Trans-INR", "Learned Init", "fitting from scratch"]
+    assert race["target"] == pytest.approx(ImageRegression(tiny_image_config()).psnr(model, image[None]).item(),
+                                           abs=1e-4)
+    assert race["rows"]["Trans-INR"]["steps_to_target"] == 1
+    assert race["rows"]["Trans-INR"]["seconds_to_target"] > 0
+    assert race["trajectories"]["Learned Init"]["steps"] == [0, 1, 2]
+    assert race["trajectories"]["fitting from scratch"]["steps"] == [0, 10, 20, 30, 40]
+    for label, row in race["rows"].items():  # each reaches the target at its first record at or above it
+        trajectory = race["trajectories"][label]
+        reached = [(step, seconds) for step, seconds, (psnr,) in
+                   zip(trajectory["steps"], trajectory["seconds"], trajectory["psnr"]) if psnr >= race["target"] - 1e-6]
+        step, seconds = reached[0] if reached else (float("inf"), float("inf"))
+        assert row["steps_to_target"] == step and row["seconds_to_target"] == pytest.approx(seconds)
+    scratch = race["trajectories"]["fitting from scratch"]
+    assert scratch["psnr"][-1][0] > scratch["psnr"][0][0] + 1  # Adam fits the image
+    assert np.all(np.diff(scratch["seconds"]) > 0)  # wall time only grows
+    figure = psnr_vs_time_figure(race["trajectories"], race["target"])
+    assert len(figure.axes[0].lines) == 3 + 1  # three methods and the target line
+    matplotlib.pyplot.close(figure)

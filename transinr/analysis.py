@@ -104,6 +104,21 @@ def attention_on_pixels(tokenizer, attention_map: torch.Tensor) -> torch.Tensor:
     return pixels[:, padding:padded - padding, padding:padded - padding] if padding else pixels
 
 
+def support_view_attention(model, support_rgb: torch.Tensor, rays_o: torch.Tensor, rays_d: torch.Tensor,
+                           transformer_layer: int = -1) -> torch.Tensor:
+    """Where a view-synthesis model's weight tokens look on each of its support views.
+
+    support_rgb: (B, V, 3, H, W); rays_o, rays_d: (B, V, H, W, 3), as the model reads them.
+    Returns (B, V, gh, gw): one Transformer layer's attention from the weight tokens to each
+    patch of each view, averaged over heads and over every weight token. Summed over a
+    view's patches it is that layer's entry of :func:`view_attention_shares` for one object.
+    """
+    maps = weight_token_attention(model, support_rgb, rays_o, rays_d).maps
+    if maps.dim() == 6:  # one view comes laid out without a view axis: give it one
+        maps = maps.unsqueeze(4)
+    return maps[:, transformer_layer].mean(dim=(1, 2))
+
+
 # --------------------------------------------------------------------------------------
 # 2. Layer-by-layer decoding: Transformer layers as update steps
 # --------------------------------------------------------------------------------------
@@ -127,6 +142,33 @@ def layerwise_psnr(model, images: torch.Tensor) -> torch.Tensor:
         rendered = render_image(model.hyponet, weights, size, size)
         scores.append(psnr_per_item(rendered, images))
     return torch.stack(scores)
+
+
+@torch.no_grad()
+def trace_weight_token(model, *observations: torch.Tensor, inr_layer: int, group: int) -> dict:
+    """Follow one weight token of a Trans-INR model from the Transformer's output to its
+    columns of the generated weight W_l, on ``observations`` (an image batch (B, 3, H, W),
+    or posed views).
+
+    The output tokens are read from the model's own forward pass and decoded by
+    :meth:`~transinr.models.weight_tokens.WeightTokens.trace`, the code that writes the
+    weights. Returns its dict (``token`` (B, dim), ``u`` (B, d), ``base`` (d, c),
+    ``modulated`` (B, d, c), ``columns`` (B, d, c), ``column_indices`` (c,)) plus
+    ``generated``: (B, d + 1, out_l), the layer's weight the model generated, bias row last.
+    """
+    model.eval()
+    captured = {}
+    # A hook on the Transformer catches its output tokens during the model's own pass.
+    hook = model.transformer.register_forward_hook(
+        lambda module, inputs, output: captured.update(tokens=output.tokens))
+    try:
+        weights = model(*observations)
+    finally:
+        hook.remove()
+    weight_tokens = captured["tokens"][:, -model.weight_tokens.n_tokens:]
+    trace = model.weight_tokens.trace(weight_tokens, inr_layer, group)
+    trace["generated"] = weights[inr_layer]
+    return trace
 
 
 # --------------------------------------------------------------------------------------
@@ -431,3 +473,39 @@ def gradient_descent_trajectories(problem: LastLayerProblem, steps: int, step_si
             "max_abs_difference": torch.tensor(difference).numpy(),
             "psnr_generated": psnr(problem.generated.to(dtype)).float().cpu().numpy(),
             "step_size": step_size, "steps": steps}
+
+
+# --------------------------------------------------------------------------------------
+# 8. A race to an INR on one image: one forward pass, gradient steps, fitting from scratch
+# --------------------------------------------------------------------------------------
+
+def race_to_psnr(trans_inr, learned_init, image: torch.Tensor, scratch_steps: int = 300,
+                 scratch_lr: float = 1e-3, record_every: int = 5, learned_init_steps: int | None = None) -> dict:
+    """Three ways to an INR of one image, timed as ``transinr compare`` times them
+    (:mod:`transinr.compare`): Trans-INR's one forward pass, Learned Init's K SGD steps
+    from θ_0 (``learned_init_steps``, default its ``test_inner_steps``), and Adam from a
+    random init of Trans-INR's hyponet (``scratch_steps`` steps). Scoring is not timed.
+
+    image: (3, H, W). Returns
+      ``trajectories``: label → {``steps`` (R,), ``seconds`` (R,) wall time, ``psnr`` (R, 1),
+        ``procedure``}, as :func:`transinr.viz.psnr_vs_time_figure` draws them;
+      ``target``: Trans-INR's PSNR on the image (dB);
+      ``rows``: label → {``final_psnr``, ``seconds_to_target``, ``steps_to_target``}: when
+        each method first reaches ``target`` (inf when it never does).
+    """
+    from .compare import feedforward_trajectory, learned_init_trajectory, scratch_trajectory, time_to_reach
+
+    images = image.unsqueeze(0)
+    trajectories = {
+        "Trans-INR": feedforward_trajectory(trans_inr, images),
+        "Learned Init": learned_init_trajectory(learned_init, images, learned_init_steps),
+        "fitting from scratch": scratch_trajectory(trans_inr.hyponet, images, scratch_steps, scratch_lr,
+                                                   record_every),
+    }
+    target = trajectories["Trans-INR"]["psnr"][-1][0]
+    rows = {}
+    for label, trajectory in trajectories.items():
+        seconds, steps = time_to_reach(trajectory, torch.tensor([target]))
+        rows[label] = {"final_psnr": trajectory["psnr"][-1][0], "seconds_to_target": seconds.item(),
+                       "steps_to_target": steps.item(), "procedure": trajectory["procedure"]}
+    return {"trajectories": trajectories, "target": target, "rows": rows}

@@ -238,25 +238,9 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def plot_psnr_vs_time(trajectories: dict[str, dict], path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    from .viz import psnr_vs_time_figure, save_figure
 
-    from .viz import save_figure
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for label, trajectory in trajectories.items():
-        psnr = torch.tensor(trajectory["psnr"])
-        seconds = torch.tensor(trajectory["seconds"]) / psnr.shape[1]
-        mean = psnr.mean(dim=1)
-        keep = seconds > 0  # a log axis cannot show the untimed θ_0
-        style = "o" if len(seconds) == 1 else ".-"
-        ax.plot(seconds[keep].numpy(), mean[keep].numpy(), style, label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("test-time wall time per signal (s)")
-    ax.set_ylabel("held-out PSNR (dB)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(psnr_vs_time_figure(trajectories), path)
 
 
 # --------------------------------------------------------------------------- the command

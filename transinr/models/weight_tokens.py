@@ -27,6 +27,19 @@ def linear_init(fan_in: int, fan_out: int) -> torch.Tensor:
     return torch.empty(fan_in + 1, fan_out).uniform_(-bound, bound)
 
 
+def modulated_columns(base: torch.Tensor, group_vectors: torch.Tensor) -> torch.Tensor:
+    """W̄ ⊙ u before normalisation: every column j of the base's weight part scaled,
+    element by element, by the vector of its group.
+
+    base: (in + 1, out) with its bias row last; group_vectors: (B, g, in), ``out``
+    divisible by g (column j belongs to group j // (out / g)). Returns (B, in, out).
+    """
+    fan_in = base.shape[0] - 1
+    columns_per_group = base.shape[1] // group_vectors.shape[1]
+    scale = group_vectors.repeat_interleave(columns_per_group, dim=1).transpose(1, 2)  # (B, in, out)
+    return base[:fan_in] * scale
+
+
 def modulate_columns(base: torch.Tensor, group_vectors: torch.Tensor) -> torch.Tensor:
     """Build one layer's weights from its base matrix and per-group vectors.
 
@@ -35,11 +48,8 @@ def modulate_columns(base: torch.Tensor, group_vectors: torch.Tensor) -> torch.T
     Returns (B, in + 1, out): normalised modulated columns, base bias row.
     """
     fan_in = base.shape[0] - 1
-    batch, n_groups, _ = group_vectors.shape
-    columns_per_group = base.shape[1] // n_groups
-    scale = group_vectors.repeat_interleave(columns_per_group, dim=1).transpose(1, 2)  # (B, in, out)
-    weight = F.normalize(base[:fan_in] * scale, dim=1)
-    bias = base[fan_in:].expand(batch, 1, -1)
+    weight = F.normalize(modulated_columns(base, group_vectors), dim=1)
+    bias = base[fan_in:].expand(group_vectors.shape[0], 1, -1)
     return torch.cat([weight, bias], dim=1)
 
 
@@ -104,3 +114,31 @@ class WeightTokens(nn.Module):
             else:
                 weights.append(base.unsqueeze(0).expand(batch, -1, -1))
         return weights
+
+    def trace(self, tokens: torch.Tensor, layer: int, group: int) -> dict[str, torch.Tensor]:
+        """Every step from one output weight token to its columns of W_l, as ``decode``
+        takes them (the same head, the same modulation, the same normalisation).
+
+        tokens: (B, n_tokens, dim), the Transformer's output at the weight-token positions.
+        With d = in_l and c = out_l / g_l columns per group, returns:
+          ``token``: (B, dim) the output token of group ``group`` of layer ``layer``;
+          ``u``: (B, d) LayerNorm + Linear of it;
+          ``base``: (d, c) the group's columns of the base matrix W̄_l (bias row left out);
+          ``modulated``: (B, d, c) W̄ ⊙ u;
+          ``columns``: (B, d, c) each column L2-normalised over d — the group's columns of
+            the generated weight (rows :d of ``decode(tokens)[layer]``);
+          ``column_indices``: (c,) where those columns sit in W_l.
+        """
+        if layer not in self.groups:
+            raise ValueError(f"INR layer {layer} has no weight tokens; generated layers: {self.generated_layers}")
+        if not 0 <= group < self.groups[layer]:
+            raise ValueError(f"INR layer {layer} has {self.groups[layer]} weight groups; got group {group}")
+        vectors = self.heads[str(layer)](tokens[:, self.token_slices()[layer]])  # (B, g, d)
+        base = self.base[layer]
+        modulated = modulated_columns(base, vectors)  # (B, d, out)
+        width = base.shape[1] // self.groups[layer]
+        columns = slice(group * width, (group + 1) * width)
+        return {"token": tokens[:, self.token_slices()[layer]][:, group], "u": vectors[:, group],
+                "base": base[:-1, columns], "modulated": modulated[..., columns],
+                "columns": F.normalize(modulated, dim=1)[..., columns],
+                "column_indices": torch.arange(base.shape[1])[columns]}
