@@ -140,14 +140,34 @@ def test_support_view_attention_is_each_views_share_patch_by_patch():
     assert torch.allclose(maps.sum((2, 3))[0], shares[-1, :2], atol=1e-6)
     first_layer = support_view_attention(model, rgb, rays_o, rays_d, transformer_layer=0)
     assert torch.allclose(first_layer.sum((2, 3))[0], shares[0, :2], atol=1e-6)
+    every_layer = support_view_attention(model, rgb, rays_o, rays_d, transformer_layer=None)
+    assert every_layer.shape == (1, 2, 2, 2, 2) and torch.equal(every_layer[:, -1], maps)  # B, T, V, gh, gw
     one_view = support_view_attention(model, rgb[:, :1], rays_o[:, :1], rays_d[:, :1])
     assert one_view.shape == (1, 1, 2, 2)
-    figure = view_attention_figure(rgb[0], maps[0])
-    assert len(figure.axes) == 3  # two views and one colour bar
-    scales = {ax.images[1].get_clim() for ax in figure.axes[:2]}
-    assert len(scales) == 1  # one colour scale for both views, in % of a row
-    assert scales.pop() == (0.0, pytest.approx(100 * maps.max().item()))
+    figure = view_attention_figure(rgb[0], every_layer[0], column_labels=["layer 1", "layer 2"])
+    assert len(figure.axes) == 2 * 2 + 1  # views × layers, and one colour bar
+    assert figure.axes[1].get_title().startswith("layer 2: ")
+    scales = {ax.images[1].get_clim() for ax in figure.axes[:4]}
+    assert len(scales) == 1  # one colour scale for every panel, in % of a row
+    assert scales.pop() == (0.0, pytest.approx(100 * every_layer.max().item()))
     matplotlib.pyplot.close(figure)
+
+
+def test_object_to_background_attention_compares_patches_showing_the_object():
+    from transinr.analysis import object_to_background_attention
+
+    views = torch.ones(2, 3, 8, 8)  # white, 2 × 2 patches of 4 px
+    views[0, :, 1, 1] = 0.2  # the object shows in patch (0, 0) of view 1 ...
+    views[1, 0, 6, 5] = 0.5  # ... and in patch (1, 1) of view 2
+    maps = torch.full((3, 2, 2, 2), 0.05)  # three layers
+    maps[0, 0, 0, 0] = maps[0, 1, 1, 1] = 0.2  # layer 1 looks at the object, 4× a background patch
+    ratio = object_to_background_attention(maps, views)
+    assert ratio.shape == (3,) and torch.allclose(ratio, torch.tensor([4.0, 1.0, 1.0]))
+    # With a 2 px zero border the patches are 6 px: the dark pixel of view 1 lies in patch (0, 0),
+    # that of view 2 at padded (8, 7) in patch (1, 1).
+    assert torch.allclose(object_to_background_attention(maps, views, padding=2), ratio)
+    with pytest.raises(ValueError, match="no background"):
+        object_to_background_attention(maps, torch.ones(2, 3, 8, 8))
 
 
 def test_a_traced_weight_token_ends_as_the_columns_the_model_generates(model):

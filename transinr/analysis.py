@@ -105,18 +105,40 @@ def attention_on_pixels(tokenizer, attention_map: torch.Tensor) -> torch.Tensor:
 
 
 def support_view_attention(model, support_rgb: torch.Tensor, rays_o: torch.Tensor, rays_d: torch.Tensor,
-                           transformer_layer: int = -1) -> torch.Tensor:
+                           transformer_layer: int | None = -1) -> torch.Tensor:
     """Where a view-synthesis model's weight tokens look on each of its support views.
 
     support_rgb: (B, V, 3, H, W); rays_o, rays_d: (B, V, H, W, 3), as the model reads them.
     Returns (B, V, gh, gw): one Transformer layer's attention from the weight tokens to each
-    patch of each view, averaged over heads and over every weight token. Summed over a
-    view's patches it is that layer's entry of :func:`view_attention_shares` for one object.
+    patch of each view, averaged over heads and over every weight token — or, with
+    ``transformer_layer=None``, every layer's: (B, T, V, gh, gw). Summed over a view's
+    patches it is that layer's entry of :func:`view_attention_shares` for one object.
     """
     maps = weight_token_attention(model, support_rgb, rays_o, rays_d).maps
     if maps.dim() == 6:  # one view comes laid out without a view axis: give it one
         maps = maps.unsqueeze(4)
-    return maps[:, transformer_layer].mean(dim=(1, 2))
+    maps = maps.mean(dim=(2, 3))  # (B, T, V, gh, gw)
+    return maps if transformer_layer is None else maps[:, transformer_layer]
+
+
+def object_to_background_attention(patch_maps: torch.Tensor, views: torch.Tensor, padding: int = 0,
+                                   white: float = 0.95) -> torch.Tensor:
+    """How much more attention a patch showing the object gets than a background patch.
+
+    patch_maps: (..., V, gh, gw) attention on the patches of V views (e.g.
+    :func:`support_view_attention`); views: (V, 3, H, W) on a white background, cut into
+    patches with ``padding`` zero pixels around them as the tokenizer does. A patch shows
+    the object when any of its pixels is darker than ``white`` in some channel. Returns
+    (...,): mean attention on object patches / mean attention on background patches
+    (1: no preference).
+    """
+    grid = patch_maps.shape[-1]
+    dark = (views.min(dim=1).values < white).float()  # (V, H, W)
+    dark = F.pad(dark, [padding] * 4)
+    on_object = F.max_pool2d(dark.unsqueeze(1), dark.shape[-1] // grid)[:, 0].bool()  # (V, gh, gw)
+    if on_object.all() or not on_object.any():
+        raise ValueError("every patch shows the object, or none does: no background to compare with")
+    return patch_maps[..., on_object].mean(-1) / patch_maps[..., ~on_object].mean(-1)
 
 
 # --------------------------------------------------------------------------------------

@@ -93,30 +93,38 @@ def weight_token_trace_figure(trace: dict, item: int = 0):
 
 
 def view_attention_figure(views: torch.Tensor, patch_maps: torch.Tensor, padding: int = 0,
-                          titles: list[str] | None = None):
-    """Attention on the patches of each support view, laid over the view, on one colour
-    scale with its colour bar (in % of an attention row).
+                          column_labels: list[str] | None = None):
+    """Attention on the patches of each support view, laid over the view: one row per view,
+    one column per map (e.g. per Transformer layer), on one colour scale with its colour
+    bar (in % of an attention row).
 
-    views: (V, 3, H, W) in [0, 1]; patch_maps: (V, gh, gw), e.g.
+    views: (V, 3, H, W) in [0, 1]; patch_maps: (V, gh, gw) or (R, V, gh, gw), e.g.
     :func:`transinr.analysis.support_view_attention`; padding: the tokenizer's zero border,
-    so the patch grid covers (H + 2·padding) pixels and is cropped to the view."""
+    so the patch grid covers (H + 2·padding) pixels and is cropped to the view. Each
+    panel's title gives the view's share of the rows."""
     maps = 100.0 * patch_maps.detach().float().cpu().numpy()
-    count, height, width = views.shape[0], views.shape[-2], views.shape[-1]
-    fig, axes = plt.subplots(1, count, figsize=(2.6 * count + 0.8, 2.8), squeeze=False)
-    top = float(maps.max())  # one scale for every view: equal brightness, equal attention
+    maps = maps[None] if maps.ndim == 3 else maps
+    columns, count = maps.shape[:2]
+    height, width = views.shape[-2], views.shape[-1]
+    fig, axes = plt.subplots(count, columns, figsize=(2.1 * columns + 1.0, 2.2 * count), squeeze=False)
+    top = float(maps.max())  # one scale for every panel: equal brightness, equal attention
     # The patch grid over the padded image, in pixel coordinates (left, right, bottom, top).
     extent = (-padding - 0.5, width + padding - 0.5, height + padding - 0.5, -padding - 0.5)
-    for v, ax in enumerate(axes[0]):
-        ax.imshow(to_numpy_image(views[v]))
-        shown = ax.imshow(maps[v], cmap="inferno", alpha=0.6, vmin=0.0, vmax=top, extent=extent,
-                          interpolation="nearest")
-        ax.set_xlim(-0.5, width - 0.5)
-        ax.set_ylim(height - 0.5, -0.5)
-        ax.set_title(titles[v] if titles else f"support view {v + 1}: {maps[v].sum():.1f}% of the rows", fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
+    for v in range(count):
+        for c in range(columns):
+            ax = axes[v, c]
+            ax.imshow(to_numpy_image(views[v]))
+            shown = ax.imshow(maps[c, v], cmap="inferno", alpha=0.6, vmin=0.0, vmax=top, extent=extent,
+                              interpolation="nearest")
+            ax.set_xlim(-0.5, width - 0.5)
+            ax.set_ylim(height - 0.5, -0.5)
+            label = f"{column_labels[c]}: " if column_labels else ""
+            ax.set_title(f"{label}{maps[c, v].sum():.1f}% of the rows", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[v, 0].set_ylabel(f"support view {v + 1}", fontsize=8)
     fig.tight_layout()
-    bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.04, pad=0.02)
+    bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02)
     bar.set_label("attention per patch (% of a row)", fontsize=7)
     bar.ax.tick_params(labelsize=6)
     return fig
