@@ -15,6 +15,12 @@ import numpy as np
 import torch
 
 
+def smoke_mode() -> bool:
+    """``TRANSINR_SMOKE=1`` (set in CI): the notebooks shrink every loop and the ``train``
+    command stops after a few steps (:func:`transinr.train.smoke_budget`)."""
+    return os.environ.get("TRANSINR_SMOKE", "0") not in ("", "0", "false", "False")
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` → CUDA when present, else Apple MPS, else CPU; anything else as given."""
     if name == "auto":
