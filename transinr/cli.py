@@ -17,13 +17,17 @@ OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 def _train(args) -> None:
     from .config import load_config
     from .evaluate import format_psnr
-    from .train import train
+    from .runtime import smoke_mode
+    from .train import SMOKE_STEPS, smoke_budget, train
 
     config = load_config(args.config, args.overrides)
     if args.init:
         from .trained import config_for_fine_tuning
 
         config = config_for_fine_tuning(config, args.init, args.overrides)
+    if smoke_mode():
+        config = smoke_budget(config)
+        print(f"smoke mode (TRANSINR_SMOKE=1): at most {SMOKE_STEPS} training steps")
     run_dir = Path(args.run_dir or Path("runs") / config.name)
     results = train(config, run_dir, device=args.device, progress=not args.quiet)
     if "test_psnr_mean" not in results:  # a non-zero rank under torchrun: rank 0 reports

@@ -11,6 +11,7 @@ continues exactly as if it had not stopped.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -107,6 +108,19 @@ def plan_steps(config: Config, train_size: int) -> Plan:
     else:
         total = max(1, round(config.train.epochs * per_epoch))
     return Plan(per_epoch, total)
+
+
+# Smoke mode (TRANSINR_SMOKE=1, set in CI) runs the ``train`` command end to end — data,
+# model, a few steps, checkpoint, final evaluation, figure — in seconds rather than its budget.
+SMOKE_STEPS = 3
+
+
+def smoke_budget(config: Config) -> Config:
+    """A copy of ``config`` that trains at most :data:`SMOKE_STEPS` steps (everything else as is)."""
+    smoke = copy.deepcopy(config)
+    cap = SMOKE_STEPS * smoke.train.batch_size
+    smoke.train.max_images = cap if smoke.train.max_images is None else min(smoke.train.max_images, cap)
+    return smoke
 
 
 # Parts of the config that may change between a run and its resumption.
