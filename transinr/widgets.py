@@ -76,6 +76,12 @@ def attention_overlay(model, image: torch.Tensor, inr_layer: int, group: int | N
 # Picking an image: by name (search box and dropdown) or by index (slider)
 # --------------------------------------------------------------------------------------
 
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(str(text))
+
+
 def image_labels(dataset) -> list[str]:
     """One label per image: its name when the dataset has names (the emoji set's
     ``names``, underscores read as spaces), else its index."""
@@ -134,12 +140,6 @@ class ImagePicker:
         if change["new"] not in listed:  # the slider left the filtered list: show every name again
             self.search.value = ""
         self.choice.value = change["new"]
-
-
-def html_escape(text: str) -> str:
-    import html
-
-    return html.escape(str(text))
 
 
 # --------------------------------------------------------------------------------------
