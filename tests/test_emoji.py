@@ -1,6 +1,9 @@
-"""The embedded Noto emoji dataset: shipped file, split, resolutions, missing full cache."""
+"""The embedded emoji dataset: shipped Noto file, split, resolutions, missing full cache, and the
+Twemoji artwork of training-split emoji."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -8,12 +11,15 @@ import torch
 from PIL import Image
 
 from transinr.data import emoji
+from transinr.data.build_emoji import build_twemoji, noto_repeats_of_held_out
 from transinr.data.emoji import (
     EmojiDataset,
     box_downsample,
     emoji_info,
+    extra_artwork_path,
     load_emoji_array,
     load_emoji_index,
+    load_extra_artwork,
     split_of_group,
 )
 from transinr.data.errors import DatasetNotFoundError
@@ -153,3 +159,82 @@ def test_full_cache_from_another_index_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(emoji, "shipped_path", lambda: tmp_path / "emoji_64.npz")
     with pytest.raises(ValueError, match="different emoji index"):
         load_emoji_array("all", "full", root=tmp_path)
+
+
+def test_shipped_twemoji_holds_training_split_emoji_only():
+    twemoji = load_extra_artwork("twemoji")
+    images, count = twemoji["images"], len(twemoji["images"])
+    assert images.dtype == np.uint8 and images.shape == (count, 64, 64, 3) and count > 3000
+    assert all(len(twemoji[key]) == count for key in ("names", "unified", "bases", "categories"))
+    assert json.loads(str(np.load(extra_artwork_path("twemoji"))["meta"]))["count"] == count
+    # No entry's group is held out, and no held-out picture is there under another name.
+    assert {split_of_group(str(base)) for base in twemoji["bases"]} == {"train"}
+    test = load_emoji_index("test")
+    assert not set(twemoji["unified"]) & set(test["unified"])
+    assert not {str(n) for n in twemoji["names"]} & noto_repeats_of_held_out()
+    # A skin-tone variant "<base>:skin-tone-K" belongs to the group of its base emoji.
+    names = [str(n) for n in twemoji["names"]]
+    unified_of = dict(zip(names, map(str, twemoji["unified"])))
+    variants = [(n, str(b)) for n, b in zip(names, twemoji["bases"]) if ":skin-tone-" in n]
+    assert len(variants) > 1000
+    assert all(unified_of[n.split(":")[0]] == base for n, base in variants if n.split(":")[0] in unified_of)
+    corners = images[:, [0, 0, -1, -1], [0, -1, 0, -1], :]
+    assert (corners > 250).all(axis=(1, 2)).mean() > 0.75  # on white (square symbols fill their corners)
+    assert extra_artwork_path("twemoji").stat().st_size < 10e6
+
+
+def _bases_by_split(count: int) -> dict[str, list[str]]:
+    """The first ``count`` code points of U+1F600… whose group is in each split."""
+    found = {"train": [], "test": []}
+    for code in range(0x1F600, 0x1F700):
+        unified = f"{code:X}"
+        if len(found[split_of_group(unified)]) < count:
+            found[split_of_group(unified)].append(unified)
+    return found
+
+
+def _write_fake_datasource(folder):
+    """A tiny emoji-datasource-twitter: emoji.json and 64 px RGBA PNGs with transparent corners."""
+    bases = _bases_by_split(3)
+    rng = np.random.default_rng(1)
+    records, pictures = [], folder / "img" / "twitter" / "64"
+    pictures.mkdir(parents=True)
+
+    def picture(unified: str) -> str:
+        pixels = rng.integers(0, 256, size=(64, 64, 4), dtype=np.uint8)
+        pixels[:8, :8, 3] = 0  # a transparent corner: must come out white
+        name = unified.lower() + ".png"
+        Image.fromarray(pixels, "RGBA").save(pictures / name)
+        return name
+
+    for order, unified in enumerate(bases["train"] + bases["test"]):
+        record = {"unified": unified, "short_name": f"fake-{unified}", "category": "Fake",
+                  "sort_order": order, "added_in": "1.0", "image": picture(unified),
+                  "has_img_twitter": True, "skin_variations": {}}
+        if order in (0, 3):  # a training and a held-out base with a skin-tone variant
+            variant = f"{unified}-1F3FB"
+            record["skin_variations"]["1F3FB"] = {"unified": variant, "image": picture(variant),
+                                                  "added_in": "1.0", "has_img_twitter": True}
+        records.append(record)
+    (folder / "emoji.json").write_text(json.dumps(records))
+    return bases
+
+
+def test_twemoji_build_is_deterministic_and_leaves_held_out_groups_out(tmp_path):
+    bases = _write_fake_datasource(tmp_path)
+    first, second = tmp_path / "a.npz", tmp_path / "b.npz"
+    build_twemoji(tmp_path / "emoji.json", first)
+    build_twemoji(tmp_path / "emoji.json", second)
+    assert first.read_bytes() == second.read_bytes()
+    with np.load(first) as built:
+        images, unified, built_bases = built["images"], list(built["unified"]), list(built["bases"])
+    # The three training bases and the variant of the first; the held-out variant stays out too.
+    assert unified == [bases["train"][0], bases["train"][0] + "-1F3FB"] + bases["train"][1:]
+    assert set(built_bases) == set(bases["train"])
+    assert images.dtype == np.uint8 and images.shape == (4, 64, 64, 3)
+    assert (images[:, :8, :8] == 255).all()
+    # Alpha-composited on white: opaque pixels keep their colour, translucent ones lighten.
+    source = np.asarray(Image.open(tmp_path / "img" / "twitter" / "64" / f"{bases['train'][1].lower()}.png"))
+    opaque, clear = source[..., 3] == 255, source[..., 3] == 0
+    np.testing.assert_array_equal(images[2][opaque], source[..., :3][opaque])
+    assert (images[2][clear] == 255).all() and (images[2] >= source[..., :3]).all()

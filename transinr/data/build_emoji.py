@@ -10,6 +10,15 @@ Two products, both deterministic (same inputs -> byte-identical files):
                  python -m transinr build-emoji shipped \\
                      --emoji-json /tmp/node_modules/emoji-datasource-google/emoji.json
 
+``twemoji``  ``transinr/data/assets/twemoji_64.npz``, a second artwork set for the augmented
+             training stream (``data.augment.extra_artwork: [twemoji]``): Twitter's Twemoji
+             graphics (CC-BY 4.0, see ``assets/TWEMOJI_LICENSE.txt``), the 64 px PNGs of the
+             npm package emoji-datasource-twitter, of TRAINING-split emoji only:
+
+                 (cd /tmp && npm install emoji-datasource-twitter@16.0.0)
+                 python -m transinr build-emoji twemoji \\
+                     --emoji-json /tmp/node_modules/emoji-datasource-twitter/emoji.json
+
 ``full``     the 128 px artwork of exactly the shipped emoji, into the cache that
              ``EmojiDataset(resolution="full")`` reads (``$TRANSINR_DATA/emoji_full.npz``
              or ``~/.cache/transinr/emoji_full.npz``). Needs only the font:
@@ -30,6 +39,13 @@ dropped and listed). Images that repeat another (16 px thumbnails within RMS 0.0
 dropped too, keeping the emoji of the oldest Emoji version, so no picture can sit in both
 splits. Order: emoji.json
 ``sort_order`` of the base emoji, then the base before its variants, variants by code point.
+
+Which Twemoji: every image emoji.json lists for Twitter whose group (base emoji) is in the
+training split by the Noto set's rule (:func:`~transinr.data.emoji.split_of_group`), less
+the pictures of held-out emoji under another name: emoji the Noto build dropped as repeats
+of a test image, and Twemoji images within the duplicate threshold of a test-split Twemoji
+image (the test-split images are compared against, never stored). Repeats among the kept
+images are dropped as for Noto. Pixels: the PNG alpha-composited on opaque white.
 """
 
 from __future__ import annotations
@@ -54,7 +70,9 @@ from transinr.data.emoji import (
     FULL_RESOLUTION,
     SHIPPED_RESOLUTION,
     box_downsample,
+    extra_artwork_path,
     full_cache_path,
+    load_emoji_index,
     shipped_path,
     split_of_group,
 )
@@ -80,6 +98,7 @@ class EmojiEntry:
     category: str
     base_sort_order: int
     added_in: tuple[int, ...]  # Emoji version, e.g. (0, 6)
+    image: str = ""  # file name of its PNG in the package's img/<set>/64 folder
 
 
 def text_of(unified: str) -> str:
@@ -100,30 +119,33 @@ def version_tuple(version: str | None) -> tuple[int, ...]:
         return (10**6,)
 
 
-def read_index(emoji_json: Path) -> list[EmojiEntry]:
-    """Every emoji image emoji.json promises for Google, in the canonical order."""
+def read_index(emoji_json: Path, image_set: str = "google") -> list[EmojiEntry]:
+    """Every emoji image emoji.json promises for ``image_set`` ("google", "twitter"), in the
+    canonical order."""
+    has_image = f"has_img_{image_set}"
     try:
         records = json.loads(emoji_json.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise SystemExit(f"cannot read {emoji_json}: {error}. Expected emoji.json of the npm package "
-                         "emoji-datasource-google (a JSON list of emoji records).")
+                         f"emoji-datasource-{image_set} (a JSON list of emoji records).")
     if not isinstance(records, list) or not records or "unified" not in records[0]:
         raise SystemExit(f"{emoji_json}: expected a JSON list of records with 'unified', 'short_name', "
-                         "'category', 'sort_order', 'has_img_google' and 'skin_variations'.")
+                         f"'category', 'sort_order', 'image', '{has_image}' and 'skin_variations'.")
     entries = []
     for record in records:
         base = record["unified"].upper()
         common = dict(base_unified=base, category=record["category"],
                       base_sort_order=int(record["sort_order"]))
-        if record.get("has_img_google"):
-            entries.append(EmojiEntry(unified=base, name=record["short_name"],
+        if record.get(has_image):
+            entries.append(EmojiEntry(unified=base, name=record["short_name"], image=record.get("image", ""),
                                       added_in=version_tuple(record.get("added_in")), **common))
         variants = record.get("skin_variations") or {}
         for key in sorted(variants):
             variant = variants[key]
-            if variant.get("has_img_google"):
+            if variant.get(has_image):
                 entries.append(EmojiEntry(unified=variant["unified"].upper(),
                                           name=variant_name(record["short_name"], key),
+                                          image=variant.get("image", ""),
                                           added_in=version_tuple(variant.get("added_in")), **common))
     entries.sort(key=lambda e: (e.base_sort_order, e.base_unified, e.unified != e.base_unified, e.unified))
     return entries
@@ -282,6 +304,75 @@ def build_shipped(emoji_json: Path, font_path: Path, output: Path) -> None:
     report(output)
 
 
+def read_png_on_white(path: Path) -> np.ndarray:
+    """A PNG (any mode, with or without alpha) alpha-composited on opaque white: ``(H, W, 3)`` uint8."""
+    with Image.open(path) as image:
+        rgba = image.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+
+
+def noto_repeats_of_held_out() -> set[str]:
+    """Names of emoji the Noto build dropped as repeats of a test-split image (shared flag
+    designs, ...): their pictures are held out even where their own group is not."""
+    index = load_emoji_index("all")
+    split_of_name = dict(zip((str(n) for n in index["names"]), (str(s) for s in index["split"])))
+    with np.load(shipped_path(), allow_pickle=False) as archive:
+        dropped = json.loads(str(archive["meta"]))["dropped_duplicates"]
+    return {repeat for repeat, kept in dropped if split_of_name.get(kept) == "test"}
+
+
+def build_twemoji(emoji_json: Path, output: Path) -> None:
+    """Write the Twemoji artwork of training-split emoji (see the module docstring)."""
+    entries = read_index(emoji_json, "twitter")
+    folder = emoji_json.parent / "img" / "twitter" / str(SHIPPED_RESOLUTION)
+    absent = [e.image for e in entries if not (folder / e.image).is_file()]
+    if absent:
+        raise SystemExit(f"{folder}: {len(absent)} of the {len(entries)} PNGs that {emoji_json} lists are "
+                         f"missing (e.g. {absent[0]}); expected the npm package emoji-datasource-twitter.")
+    images = np.stack([read_png_on_white(folder / e.image) for e in tqdm(entries, desc="read", unit="emoji")])
+    if images.shape[1:] != (SHIPPED_RESOLUTION, SHIPPED_RESOLUTION, 3):
+        raise SystemExit(f"{folder}: expected {SHIPPED_RESOLUTION} x {SHIPPED_RESOLUTION} PNGs, "
+                         f"got {images.shape[1]} x {images.shape[2]}")
+    repeats_of_held_out = noto_repeats_of_held_out()
+    in_test_split = [split_of_group(e.base_unified) == "test" for e in entries]
+    held_out = [test or e.name in repeats_of_held_out for test, e in zip(in_test_split, entries)]
+    # Held-out pictures come first in the duplicate search, so an image that repeats one of
+    # them is the one dropped; among the others the emoji introduced first is kept.
+    priority = sorted(range(len(entries)), key=lambda i: (not held_out[i], entries[i].added_in, i))
+    duplicate_of = find_duplicates(images, priority)
+    keep = [i for i in range(len(entries)) if not held_out[i] and i not in duplicate_of]
+    repeats = [[entries[i].name, entries[j].name] for i, j in sorted(duplicate_of.items()) if not held_out[i]]
+    repeats_of_held_out_here = sorted(entries[i].name for i, j in duplicate_of.items()
+                                      if not held_out[i] and held_out[j])
+    kept = [entries[i] for i in keep]
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "artwork": "Twemoji graphics (https://github.com/jdecked/twemoji), CC-BY 4.0 "
+                   "(see TWEMOJI_LICENSE.txt)",
+        "index": {"package": "emoji-datasource-twitter", "version": datasource_version(emoji_json)},
+        "pixels": f"img/twitter/{SHIPPED_RESOLUTION}/*.png alpha-composited on white",
+        "split_rule": "training split only: int(sha256(base_unified)[:8], 16) % 10 != 0, as emoji_64.npz",
+        "dropped_held_out": sum(held_out),
+        "dropped_repeats_of_held_out_in_noto": sorted(repeats_of_held_out),
+        "dropped_repeats_of_held_out_in_twemoji": repeats_of_held_out_here,
+        "dropped_duplicates": repeats,
+        "count": len(kept),
+    }
+    write_npz(output, {
+        "images": images[keep],
+        "names": np.array([e.name for e in kept]),
+        "unified": np.array([e.unified for e in kept]),
+        "bases": np.array([e.base_unified for e in kept]),
+        "categories": np.array([e.category for e in kept]),
+        "meta": np.array(json.dumps(meta, sort_keys=True)),
+    })
+    print(f"{len(entries)} listed, {sum(held_out)} held out ({sum(held_out) - sum(in_test_split)} of them "
+          f"training-split emoji that Noto draws like a test image), {len(repeats)} repeats dropped "
+          f"({len(repeats_of_held_out_here)} of a held-out image) -> {len(kept)} training-split images")
+    report(output)
+
+
 def build_full(font_path: Path, output: Path) -> None:
     """Render the shipped emoji at 128 px; any the font lacks become 2x upsampled 64 px images."""
     with np.load(shipped_path(), allow_pickle=False) as archive:
@@ -322,12 +413,18 @@ def cli_main(argv: list[str] | None = None) -> None:
     shipped.add_argument("--emoji-json", type=Path, required=True,
                          help="emoji.json of the npm package emoji-datasource-google")
     shipped.add_argument("--output", type=Path, default=shipped_path())
+    twemoji = commands.add_parser("twemoji", help="build transinr/data/assets/twemoji_64.npz")
+    twemoji.add_argument("--emoji-json", type=Path, required=True,
+                         help="emoji.json of the npm package emoji-datasource-twitter")
+    twemoji.add_argument("--output", type=Path, default=extra_artwork_path("twemoji"))
     full = commands.add_parser("full", help="build the 128 px cache read by resolution='full'")
     full.add_argument("--output", type=Path, default=None,
                       help="default: $TRANSINR_DATA/emoji_full.npz or ~/.cache/transinr/emoji_full.npz")
     args = parser.parse_args(argv)
     if args.command == "shipped":
         build_shipped(args.emoji_json, args.font, args.output)
+    elif args.command == "twemoji":
+        build_twemoji(args.emoji_json, args.output)
     else:
         build_full(args.font, args.output or full_cache_path())
 

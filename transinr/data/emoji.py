@@ -23,6 +23,13 @@ Resolutions
       into :func:`full_cache_path` (``$TRANSINR_DATA/emoji_full.npz`` or
       ``~/.cache/transinr/emoji_full.npz``).
 
+Extra artwork (for the augmented training stream only)
+    ``assets/twemoji_64.npz``: Twitter's Twemoji graphics (CC-BY 4.0, see
+    ``assets/TWEMOJI_LICENSE.txt``) of TRAINING-split emoji only, 64 px on white, from the
+    npm package ``emoji-datasource-twitter`` (``python -m transinr build-emoji twemoji``).
+    ``data.augment.extra_artwork: [twemoji]`` adds them to the augmented stream as further
+    source artwork (:func:`load_extra_artwork`); the plain splits never contain them.
+
 Split (fixed, recorded in the shipped file)
     Every image belongs to a *group*: its base emoji together with all of the base's
     skin-tone variants. A group is in the test split when the SHA-256 of its base emoji's
@@ -53,9 +60,11 @@ __all__ = [
     "EmojiDataset",
     "box_downsample",
     "emoji_info",
+    "extra_artwork_path",
     "full_cache_path",
     "load_emoji_array",
     "load_emoji_index",
+    "load_extra_artwork",
     "shipped_path",
     "split_of_group",
 ]
@@ -69,6 +78,10 @@ FULL_RESOLUTION = 128
 TEST_MODULUS = 10
 
 _INDEX_KEYS = ("names", "unified", "groups", "categories", "split")
+# Further artwork sets for the augmented training stream (data.augment.extra_artwork):
+# name -> the file in assets/ and the build-emoji command that writes it.
+EXTRA_ARTWORK = {"twemoji": "twemoji_64.npz"}
+_EXTRA_INDEX_KEYS = ("names", "unified", "bases", "categories")
 
 
 def split_of_group(base_unified: str) -> str:
@@ -128,19 +141,41 @@ def _check_split(split: str) -> None:
         raise ValueError(f"emoji split must be one of {SPLITS}; got {split!r}")
 
 
-@functools.lru_cache(maxsize=2)
+def extra_artwork_path(name: str) -> Path:
+    """The shipped file of the extra artwork set ``name`` (a key of ``EXTRA_ARTWORK``)."""
+    if name not in EXTRA_ARTWORK:
+        raise ValueError(f"data.augment.extra_artwork: unknown artwork set {name!r}; "
+                         f"known: {', '.join(EXTRA_ARTWORK)}")
+    return Path(__file__).resolve().parent / "assets" / EXTRA_ARTWORK[name]
+
+
+def load_extra_artwork(name: str) -> dict[str, np.ndarray]:
+    """The extra artwork set ``name``: ``images`` uint8 ``(M, 64, 64, 3)`` on white, and per
+    image ``names``, ``unified``, ``bases`` (its group's base emoji) and ``categories``.
+
+    Training-split emoji only; the arrays are the per-process cache, do not alter them.
+    """
+    return _read_asset(str(extra_artwork_path(name)), _EXTRA_INDEX_KEYS, name)
+
+
 def _read_shipped(path: str) -> dict[str, np.ndarray]:
-    """Every array of the shipped file, decoded once per process."""
+    """Every array of the shipped Noto file, decoded once per process."""
+    return _read_asset(path, _INDEX_KEYS, "shipped")
+
+
+@functools.lru_cache(maxsize=4)
+def _read_asset(path: str, index_keys: tuple[str, ...], build_command: str) -> dict[str, np.ndarray]:
+    """Every array of a shipped 64 px artwork file, decoded once per process."""
     file = Path(path)
     if not file.is_file():
         raise DatasetNotFoundError(
             f"the embedded emoji array {file} is missing. It ships inside the transinr "
             "package (package data 'data/assets/*'); reinstall with `pip install -e .`, or "
-            "rebuild it from a checkout with `python -m transinr build-emoji shipped`."
+            f"rebuild it from a checkout with `python -m transinr build-emoji {build_command}`."
         )
     with np.load(file, allow_pickle=False) as archive:
         arrays = {key: archive[key] for key in archive.files}
-    expected = ("images",) + _INDEX_KEYS
+    expected = ("images",) + index_keys
     missing = [key for key in expected if key not in arrays]
     images = arrays.get("images")
     if missing or images is None or images.dtype != np.uint8 or images.ndim != 4 \
