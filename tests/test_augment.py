@@ -7,10 +7,11 @@ import math
 import pytest
 import torch
 
+from transinr.compare import check_comparable
 from transinr.config import ConfigError, load_config
 from transinr.data import build_dataset, build_ood_dataset, plain_images
 from transinr.data.augment import AugmentedImages, hue_rotation, recolour
-from transinr.data.emoji import EmojiDataset
+from transinr.data.emoji import EmojiDataset, box_downsample, load_extra_artwork
 from transinr.data.textures import FAMILIES, TextureDataset, texture
 from transinr.tasks.image import ImageRegression
 from transinr.train import CHECKPOINT_NAME, train
@@ -71,6 +72,44 @@ def test_bad_augmentation_settings_name_the_key():
         augmented(["data.augment.hue=0.9"])
     with pytest.raises(ConfigError, match="data.augment: unknown key"):
         load_config("emoji32_demo", ["data.augment.rotate=true"])
+
+
+def test_extra_artwork_lengthens_the_stream_but_not_the_plain_training_set():
+    plain, extra = EmojiDataset("train"), load_extra_artwork("twemoji")["images"]
+    stream = augmented(ALL_ON + ["data.augment.extra_artwork=[twemoji]"])
+    assert len(stream) == len(plain) + len(extra) and plain_images(stream).split == "train"
+    assert len(plain_images(stream)) == len(plain)  # training PSNR stays on the Noto images
+    indices = [0, len(plain) - 1, len(plain), len(stream) - 1]
+    first = [stream[i] for i in indices]
+    again = augmented(ALL_ON + ["data.augment.extra_artwork=[twemoji]"])
+    assert all(torch.equal(a, again[i]) for i, a in zip(indices, first))
+    assert all(image.shape == (3, 32, 32) and 0 <= image.min() and image.max() <= 1 for image in first)
+    # The Noto items are the ones of the stream without extra artwork unless a composite
+    # draws a partner, which may now be extra artwork.
+    without = augmented()
+    assert sum(torch.equal(stream[i], without[i]) for i in range(20)) >= 5
+
+
+def test_extra_artwork_alone_appends_its_images_after_the_plain_ones():
+    plain, extra = EmojiDataset("train"), load_extra_artwork("twemoji")["images"]
+    stream = augmented(["data.augment.extra_artwork=[twemoji]"])
+    assert isinstance(stream, AugmentedImages) and len(stream) == len(plain) + len(extra)
+    assert torch.equal(stream[7], plain[7])
+    # Item N + k is extra image k at 32 px (resampled, so close to its box average).
+    for k in (0, len(extra) - 1):
+        expected = torch.from_numpy(box_downsample(extra[k:k + 1], 2)[0]).permute(2, 0, 1).float() / 255
+        assert (stream[len(plain) + k] - expected).abs().mean() < 0.03
+
+
+def test_bad_extra_artwork_names_the_key_and_compare_refuses_a_mix():
+    for value in ("[noto]", "[twemoji, twemoji]", "[1]", "twemoji"):
+        with pytest.raises(ConfigError, match="data.augment.extra_artwork"):
+            load_config("emoji32_demo", [f"data.augment.extra_artwork={value}"])
+    plain = load_config("emoji32_demo", ALL_ON + ["name=a"])
+    assert plain.data.augment.extra_artwork == []  # off unless asked for
+    more = load_config("emoji32_demo", ALL_ON + ["name=b", "data.augment.extra_artwork=[twemoji]"])
+    with pytest.raises(ConfigError, match="data.augment differs"):
+        check_comparable([plain, more], train_size=3409)
 
 
 def test_textures_are_deterministic_varied_and_resolution_free():

@@ -35,6 +35,9 @@ class AugmentConfig:
     composite: float = 0.0  # probability that a signal is several emoji on one canvas
     composite_max: int = 4  # emoji on a composite canvas: 2 … composite_max
     source: int | str = 64  # resolution crops are cut from: 64 (shipped) or "full" (128 px cache)
+    # Further artwork sets, training-split emoji only, added to the stream as more source
+    # images ("twemoji": Twemoji, CC-BY 4.0, assets/twemoji_64.npz); []: the Noto set alone.
+    extra_artwork: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -58,12 +58,24 @@ def non_empty(value) -> str | None:
 
 positive = at_least(1)
 
+
+def artwork_sets(value) -> str | None:
+    """A list of distinct extra artwork set names (data.augment.extra_artwork)."""
+    from .data.emoji import EXTRA_ARTWORK
+
+    known = all(isinstance(name, str) and name in EXTRA_ARTWORK for name in value)
+    distinct = len(set(map(str, value))) == len(value)
+    return None if known and distinct else \
+        "a list of distinct names from " + ", ".join(map(repr, EXTRA_ARTWORK)) + " (or [] for none)"
+
+
 # key → check of its value (types are already checked when the config is read).
 RANGES: dict[str, Check] = {
     "name": non_empty,
     "task": one_of("image", "nvs"),
     "data.n_support": positive,
     "data.num_workers": at_least(0),
+    "data.augment.extra_artwork": artwork_sets,
     "model.patch_size": positive,
     "model.padding": at_least(0),
     "model.dim": positive,

@@ -58,11 +58,16 @@ def augmented_training_set(config: Config, plain):
     import torch
 
     from .augment import AugmentedImages
-    from .emoji import load_emoji_array
+    from .emoji import load_emoji_array, load_extra_artwork
 
-    source = load_emoji_array("train", config.data.augment.source)
-    source = torch.from_numpy(np.ascontiguousarray(source.transpose(0, 3, 1, 2)))
-    return AugmentedImages(source, plain, config.data.augment, seed=config.train.seed)
+    def channels_first(images):
+        return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+
+    augment = config.data.augment
+    source = channels_first(load_emoji_array("train", augment.source))
+    extra = [load_extra_artwork(name)["images"] for name in augment.extra_artwork]
+    extra = channels_first(np.concatenate(extra)) if extra else None
+    return AugmentedImages(source, plain, augment, seed=config.train.seed, extra=extra)
 
 
 def plain_images(dataset):

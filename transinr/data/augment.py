@@ -16,6 +16,12 @@ memorises them. ``AugmentedImages`` wraps the training split and draws, for item
   drawn on white, and white is the identity of a product, so the background of one
   emoji never hides another and overlaps darken as inks do.
 
+``extra_artwork`` adds further artwork sets (Twemoji: the training-split emoji drawn by
+another hand) as items after the plain training images: the stream grows by their
+number, and every augmentation above (including the choice of composite partners)
+draws from the Noto and extra artwork alike. With no augmentation switched on, an extra
+item is its image resampled to the training resolution.
+
 Every random choice comes from a generator seeded by ``(seed, epoch, index)`` alone,
 so an item is the same whichever process, worker or resumed run draws it, and a
 resumed run sees exactly the images of an uninterrupted one. The held-out split is
@@ -39,7 +45,8 @@ _GREY_AXIS = torch.ones(3) / math.sqrt(3.0)
 
 def augment_enabled(augment) -> bool:
     """Whether an ``AugmentConfig`` changes anything."""
-    return bool(augment.crop or augment.flip or augment.hue > 0 or augment.composite > 0)
+    return bool(augment.crop or augment.flip or augment.hue > 0 or augment.composite > 0
+                or augment.extra_artwork)
 
 
 def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -81,6 +88,11 @@ def resample(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
                          align_corners=False, antialias=True)[0].clamp(0, 1)
 
 
+def _check_artwork(images: torch.Tensor, what: str) -> None:
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"{what} must be uint8 (N, 3, S, S); got {images.dtype} {tuple(images.shape)}")
+
+
 class AugmentedImages(Dataset):
     """Training images, a new variant of each every epoch.
 
@@ -88,13 +100,16 @@ class AugmentedImages(Dataset):
     plain: the un-augmented training set at the training resolution (same N, same
       order); items that no augmentation touches come from it unchanged, and
       evaluations of training PSNR use it.
-    Items are float32 (3, R, R) in [0, 1], R = ``plain``'s resolution.
+    extra: (M, 3, S', S') uint8 further artwork (``data.augment.extra_artwork``), or
+      None; items N … N + M - 1 of the stream. It never enters ``plain``.
+    Items are float32 (3, R, R) in [0, 1], R = ``plain``'s resolution; N + M of them.
     """
 
-    def __init__(self, source: torch.Tensor, plain: Dataset, augment, seed: int):
-        if source.dtype != torch.uint8 or source.dim() != 4 or source.shape[1] != 3:
-            raise ValueError(f"augmentation source must be uint8 (N, 3, S, S); got {source.dtype} "
-                             f"{tuple(source.shape)}")
+    def __init__(self, source: torch.Tensor, plain: Dataset, augment, seed: int,
+                 extra: torch.Tensor | None = None):
+        _check_artwork(source, "augmentation source")
+        if extra is not None:
+            _check_artwork(extra, "data.augment.extra_artwork images")
         if len(source) != len(plain):
             raise ValueError(f"augmentation source has {len(source)} images, the training set {len(plain)}")
         if not 0 < augment.crop_scale <= 1:
@@ -107,6 +122,7 @@ class AugmentedImages(Dataset):
             raise ValueError(f"data.augment.hue is the largest hue rotation as a fraction of a turn, "
                              f"in [0, 0.5] (0.5: any hue); got {augment.hue}")
         self.source, self.plain, self.augment, self.seed = source, plain, augment, seed
+        self.extra = extra if extra is not None else source[:0]
         self.resolution = int(plain[0].shape[-1])
         self.epoch = 0
 
@@ -115,18 +131,24 @@ class AugmentedImages(Dataset):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.plain)
+        return len(self.plain) + len(self.extra)
+
+    def _source_image(self, index: int) -> torch.Tensor:
+        """The artwork of item ``index`` at its source resolution: float32 (3, S, S) in [0, 1]."""
+        n = len(self.source)
+        image = self.source[index] if index < n else self.extra[index - n]
+        return image.float().div_(255.0)
 
     def _artwork(self, index: int, rng: np.random.Generator, size: int) -> torch.Tensor:
         """Image ``index``, cropped (if on) and resampled to ``size``, flipped (if on)."""
         if self.augment.crop:
-            image = self.source[index].float().div_(255.0)
+            image = self._source_image(index)
             top, left, height, width = random_crop_box(rng, image.shape[-1], self.augment.crop_scale)
             image = resample(image[:, top:top + height, left:left + width], size, size)
-        elif size == self.resolution:
+        elif size == self.resolution and index < len(self.plain):
             image = self.plain[index]  # exactly the un-augmented pixels
         else:
-            image = resample(self.source[index].float().div_(255.0), size, size)
+            image = resample(self._source_image(index), size, size)
         if self.augment.flip and rng.random() < 0.5:
             image = image.flip(-1)
         return image
