@@ -23,6 +23,7 @@ import numpy as np
 DOC = Path(__file__).resolve().parent.parent / "docs" / "what_happens_when.md"
 BEGIN = "<!-- generated from tests/bad_input_table.py: python -m tests.bad_input_table -->"
 END = "<!-- end of generated table -->"
+REPORTED = re.compile(r"^(error:|Traceback|transinr[\w -]*: error:)")
 
 
 @dataclass
@@ -49,8 +50,9 @@ def cli(*argv: str) -> Callable[[Path], str]:
                 command_line.main([item.replace("{tmp}", str(tmp)) for item in argv])
             except SystemExit as stop:
                 status = stop.code
-        # Only the lines that report the failure: progress and status lines vary.
-        lines = [line for line in stderr.getvalue().splitlines() if line.startswith(("error:", "Traceback"))]
+        # Only the lines that report the failure (ours, argparse's "transinr CMD: error: …",
+        # a traceback): progress and status lines vary.
+        lines = [line for line in stderr.getvalue().splitlines() if REPORTED.match(line)]
         return f"exit {status}\n" + "\n".join(lines)
     return run
 
@@ -87,20 +89,45 @@ def _torn_metrics(tmp: Path):
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2]
 
 
-def _second_process(tmp: Path):
+# A process that takes a run folder's lock the way a training does, then waits.
+LOCK_HOLDER = ("import sys, time; from transinr.run_lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+               "print('locked', flush=True); time.sleep(120)")
+
+
+@contextlib.contextmanager
+def _lock_held_by_another_process(run_dir: Path):
+    """Yields the PID of a live process that holds ``run_dir``'s lock; kills it at the end."""
+    import subprocess
+    import sys
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(run_dir)], stdout=subprocess.PIPE,
+                              text=True, cwd=Path(__file__).resolve().parent.parent)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def _second_training(tmp: Path) -> str:
+    with _lock_held_by_another_process(tmp / "busy") as other:
+        output = cli("train", "emoji32_demo", "--run-dir", "{tmp}/busy")(tmp)
+    return output.replace(f"process {other.pid},", "process <other pid>,")
+
+
+def _killed_holder(tmp: Path) -> str:
     from transinr.run_lock import RunLock
 
-    with RunLock(tmp):
-        with RunLock(tmp):  # another open of the lock: what a second process meets
+    with _lock_held_by_another_process(tmp / "left") as other:
+        pass  # killed (SIGKILL) on leaving: its run.lock stays behind
+
+    def train_there(tmp: Path):
+        with RunLock(tmp / "left"):  # what the next training in that folder does first
             pass
 
-
-def _stale_lock(tmp: Path):
-    from transinr.run_lock import LOCK_NAME, RunLock
-
-    (tmp / LOCK_NAME).write_text(json.dumps({"pid": 2**22 + 17, "host": "here"}))
-    with RunLock(tmp):
-        pass
+    return failure(train_there)(tmp).replace(f"process {other.pid},", "process <killed pid>,")
 
 
 def _thin_strip(tmp: Path):
@@ -145,8 +172,34 @@ def _disk_full() -> BaseException:
 def _export_over_shipped(tmp: Path) -> str:
     import torch
 
-    torch.save({"config": {"name": "emoji32"}}, tmp / "checkpoint.pt")  # names itself after a shipped model
+    from transinr.train import CHECKPOINT_FORMAT
+    from transinr.trained import load_trained
+
+    shipped = load_trained("emoji32_demo_G1")
+    config = dict(shipped.stored_config, name="emoji32")  # names itself after another shipped model
+    torch.save({"format": CHECKPOINT_FORMAT, "step": 1, "config": config, "image_size": shipped.image_size,
+                "model": shipped.model.state_dict()}, tmp / "checkpoint.pt")
     return cli("export", "{tmp}/checkpoint.pt")(tmp)
+
+
+def _checkpoint_without_config(tmp: Path) -> str:
+    import torch
+
+    from transinr.train import CHECKPOINT_FORMAT
+
+    torch.save({"format": CHECKPOINT_FORMAT, "step": 1, "model": {}}, tmp / "crafted.pt")
+    return cli("evaluate", "{tmp}/crafted.pt", "--out-dir", "{tmp}/run")(tmp)
+
+
+def _figures_without_a_package(tmp: Path) -> str:
+    from transinr import figures
+
+    needed = figures.FIGURE_DEPENDENCIES
+    figures.FIGURE_DEPENDENCIES = {"no_such_package_xyz": "drawing the view-synthesis figures"}
+    try:
+        return cli("figures", "--all", "--out", "{tmp}/run")(tmp)
+    finally:
+        figures.FIGURE_DEPENDENCIES = needed
 
 
 def _hostile_export_name(tmp: Path) -> str:
@@ -231,7 +284,33 @@ SECTIONS: dict[str, list[Row]] = {
             r"exit 2\nTraceback \(most recent call last\):\nerror: .*train.batch_size=0"),
         Row("export-missing", "export of a checkpoint that is not there", "transinr export nowhere.pt --out-dir OUT",
             cli("export", "{tmp}/nowhere.pt", "--out-dir", "{tmp}/out"),
-            r"exit 2\nerror: .*nowhere.pt"),
+            r"exit 2\nerror: no model '.*nowhere.pt': expected a run folder, a checkpoint file, a .safetensors "
+            r"file or a shipped model name \(emoji32"),
+        Row("evaluate-split", "evaluate on a split the dataset does not have", "transinr evaluate emoji32 --split bogus",
+            cli("evaluate", "emoji32", "--split", "bogus", "--out-dir", "{tmp}/run"),
+            r"exit 2\nerror: emoji split must be one of \('train', 'test', 'all'\); got 'bogus'"),
+        Row("evaluate-max-items", "evaluate on no signals", "transinr evaluate emoji32 --max-items 0",
+            cli("evaluate", "emoji32", "--max-items", "0", "--out-dir", "{tmp}/run"),
+            r"exit 2\ntransinr evaluate: error: argument --max-items: expected an integer ≥ 1, got '0'"),
+        Row("evaluate-unknown-model", "evaluate a model that does not exist", "transinr evaluate emoji23",
+            cli("evaluate", "emoji23", "--out-dir", "{tmp}/run"),
+            r"exit 2\nerror: no model 'emoji23': expected a run folder, .* or a shipped model name \(emoji32"),
+        Row("figures-unknown-model", "figures of a model that does not exist", "transinr figures emoji23",
+            cli("figures", "emoji23", "--out", "{tmp}/run"),
+            r"exit 2\nerror: no model 'emoji23': expected a run folder, .* or a shipped model name \(emoji32"),
+        Row("figures-no-model", "figures without a model or --all", "transinr figures",
+            cli("figures", "--out", "{tmp}/run"),
+            r"exit 2\ntransinr figures: error: give a model \(MODEL or --model\) or --all"),
+        Row("figures-3d-model", "2D figures of a view-synthesis model", "transinr figures shapes3d_chairs_1view",
+            cli("figures", "shapes3d_chairs_1view", "--out", "{tmp}/run"),
+            r"exit 2\nerror: shapes3d_chairs_1view is a model of task 'nvs'; these figures need one of task 'image'"),
+        Row("figures-device", "figures on a device this machine does not have",
+            "transinr figures emoji32 --device cuda:99", cli("figures", "emoji32", "--device", "cuda:99", "--out", "{tmp}/run"),
+            r"exit 2\nerror: device 'cuda:99' \(train.device or --device\)"),
+        Row("figures-package", "figures --all without a package the 3D figures need (before any work)",
+            "transinr figures --all (trimesh not installed)", _figures_without_a_package,
+            r"exit 2\nerror: drawing the view-synthesis figures needs the package 'no_such_package_xyz', which is "
+            r"not installed; install it with: pip install"),
         Row("compare-bad-value", "compare with a bad value", "transinr compare emoji32_demo train.batch_size=0",
             cli("compare", "emoji32_demo", "train.batch_size=0", "--out", "{tmp}/out"),
             r"exit 2\nerror: .*train.batch_size=0 is not allowed"),
@@ -257,13 +336,26 @@ SECTIONS: dict[str, list[Row]] = {
         Row("torn-metrics", "a torn last line in metrics.jsonl (kill or full disk mid-write)",
             "MetricsLog(path, resume_step) when train resumes", failure(_torn_metrics),
             r"warning: .*metrics.jsonl: dropped 1 line\(s\) that are not complete JSON records \(line 3"),
-        Row("second-writer", "a second training in a run folder that is in use", "transinr train … --run-dir R (twice)",
-            failure(_second_process), r"RunFolderBusyError: .* is in use: process \d+, started .* is training in it \(lock file .*run.lock\)"),
-        Row("stale-lock", "a lock left by a killed process", "transinr train … --run-dir R",
-            failure(_stale_lock), r"warning: .*run.lock: taking over the lock of process 4194321"),
+        Row("second-writer", "a second training in a run folder another live process trains in",
+            "transinr train emoji32_demo --run-dir R (while another process trains in R)", _second_training,
+            r"exit 2\nerror: .*busy is in use: process <other pid>, started .* is training in it "
+            r"\(lock file .*run.lock\)\. Wait for it to finish, stop it, or use another --run-dir"),
+        Row("stale-lock", "a lock left by a training that was killed (SIGKILL)", "transinr train … --run-dir R",
+            _killed_holder, r"warning: .*left/run.lock: taking over the lock of process <killed pid>, "
+                            r"started .*, which is no longer running"),
         Row("export-shipped", "export over a shipped model (the checkpoint names itself emoji32)",
             "transinr export checkpoint.pt", _export_over_shipped,
             r"exit 2\nerror: .*emoji32.safetensors exists \(a shipped model\); pass --force"),
+        Row("export-shipped-onto-itself", "export of a shipped model without --out-dir (onto itself)",
+            "transinr export emoji32", cli("export", "emoji32"),
+            r"exit 2\nerror: .*pretrained/emoji32.safetensors exists \(a shipped model\); pass --force"),
+        Row("export-empty-run-folder", "export of a run folder that has no checkpoint yet",
+            "transinr export R --out-dir OUT", cli("export", "{tmp}", "--out-dir", "{tmp}/run"),
+            r"exit 2\nerror: .* is a folder without a checkpoint.pt \(not a run folder, or its run has not "
+            r"written a checkpoint yet\)"),
+        Row("checkpoint-entries", "a checkpoint without the entries a model needs (crafted, or damaged)",
+            "transinr evaluate crafted.pt", _checkpoint_without_config,
+            r"exit 2\nerror: .*crafted.pt: the checkpoint has no 'config' entry"),
         Row("export-name", "a checkpoint whose config.name is a path", "export_stem(config.name)",
             _hostile_export_name, r"file stem: etc_x, abs_path"),
         Row("huge-image-size", "a model file declaring image_size 40,000", "build_model_for(config, 40000, …)",

@@ -116,7 +116,7 @@ def test_figures_all_names_a_missing_package_and_its_install_command_before_any_
 def test_figures_all_leaves_out_a_missing_learned_init(capsys):
     # Learned Init is optional in --all: a missing file is skipped, never trained live.
     assert figures._load_model("no_such_model_anywhere", smoke=True, device="cpu", train_live=False) is None
-    assert "skipped: no pretrained model 'no_such_model_anywhere'" in capsys.readouterr().out
+    assert "skipped: no model 'no_such_model_anywhere'" in capsys.readouterr().out
 
 
 def test_figures_command_takes_a_checkpoint_or_all_not_both():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,8 @@ from transinr.config import config_from_dict, config_to_dict
 from transinr.models import build_model
 from transinr.train import CHECKPOINT_FORMAT, CHECKPOINT_NAME, load_model_from_checkpoint, train
 
-from .helpers import REPO_ROOT, folder_config, read_metrics  # noqa: F401
+from .helpers import (REPO_ROOT, cli_command, cli_environment, folder_config, last_logged_step,  # noqa: F401
+                      read_metrics, write_config_yaml)
 
 PACKAGE_ROOT = REPO_ROOT / "transinr"
 
@@ -245,3 +248,49 @@ def test_run_directory_records_config_versions_and_git_revision(tmp_path, image_
     if (REPO_ROOT / ".git").exists():  # running from a checkout: the commit is recorded
         assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", environment["git_revision"])
     assert environment["device"] == "cpu"
+
+
+# ----------------------------------------------------------------------------- one training per run folder
+
+
+def _wait_for(condition, process, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"the first training ended early:\n{process.stderr.read()}"
+        assert time.monotonic() < deadline, "the first training did not start in time"
+        time.sleep(0.1)
+
+
+def test_a_second_training_in_a_busy_run_folder_stops_and_a_killed_ones_lock_is_taken_over(
+        tmp_path, image_folder, one_thread, capsys):
+    run_dir = tmp_path / "run"
+    # A long run that writes no checkpoint before it is killed; logs every step.
+    long_run = write_config_yaml(folder_config(image_folder, max_images=400_000, checkpoint_every=1_000_000),
+                                 tmp_path / "long.yaml")
+    first = subprocess.Popen(cli_command("train", str(long_run), "--run-dir", str(run_dir), "--quiet"),
+                             cwd=REPO_ROOT, env=cli_environment(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: last_logged_step(run_dir) >= 1, first)  # it holds the lock and is training
+        # The second one, started while the first trains, with another learning rate (and a
+        # short budget, so that this test ends soon should the lock ever let it in).
+        with pytest.raises(SystemExit) as stop:
+            cli.main(["train", str(long_run), "train.lr=3e-4", "train.max_images=64", "--run-dir", str(run_dir),
+                      "--quiet"])
+        assert stop.value.code == 2
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert error.startswith(f"error: {run_dir} is in use: process {first.pid}, started ")
+        assert "Traceback" not in error and first.poll() is None  # the first trains on, undisturbed
+        assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["lr"] == 1e-3
+    finally:
+        first.kill()  # SIGKILL: no chance to remove its lock file
+        first.wait()
+    assert (run_dir / "run.lock").exists()
+
+    # The next training in the folder finds the lock's owner gone, takes the lock over and
+    # (there being no checkpoint) starts over.
+    short_run = folder_config(image_folder, max_images=16)
+    with pytest.warns(UserWarning, match=rf"taking over the lock of process {first.pid}, .* no longer running"):
+        results = train(short_run, run_dir, device="cpu", progress=False, evaluate_at_end=False)
+    assert results["step"] == 2 and [r["step"] for r in read_metrics(run_dir) if "loss" in r] == [1, 2]
+    assert not (run_dir / "run.lock").exists()  # released at the end

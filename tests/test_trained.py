@@ -1,6 +1,7 @@
 """One resolver for trained models: shipped names, .safetensors files, run folders and
 checkpoints go everywhere a checkpoint goes; fine-tuning starts from any of them."""
 
+import json
 import os
 
 import pytest
@@ -13,6 +14,8 @@ from transinr.pretrained import pretrained_path
 from transinr.runtime import choose_threads, usable_cpus
 from transinr.trained import config_for_fine_tuning, load_trained, resolve_model_path
 from transinr.train import train
+
+from .helpers import folder_config
 
 TINY = ["train.max_images=32", "train.batch_size=16", "train.eval_every=null", "train.log_every=1"]
 
@@ -66,3 +69,27 @@ def test_thread_count_follows_omp_num_threads_else_the_usable_cpus(monkeypatch):
             assert usable_cpus() <= len(os.sched_getaffinity(0))
     finally:
         torch.set_num_threads(before)
+
+
+def test_export_and_figures_take_every_kind_of_model_source(tmp_path, image_folder, one_thread):
+    from transinr import cli, figures
+
+    run = tmp_path / "run"
+    train(folder_config(image_folder, max_images=16), run, device="cpu", progress=False)
+    out = tmp_path / "out"
+    cli.main(["export", str(run), "--out-dir", str(out)])  # a run folder
+    cli.main(["export", "emoji32_demo_G1", "--out-dir", str(out)])  # a shipped name
+    exported = load_trained(out / "tiny.safetensors")
+    assert exported.kind == "shipped" and exported.step == 2
+    assert exported.results["test_psnr_mean"] == json.loads((run / "results.json").read_text())["test_psnr_mean"]
+    shipped, copy = load_trained("emoji32_demo_G1"), load_trained(out / "emoji32_demo_G1.safetensors")
+    assert copy.step == shipped.step == 500 and copy.stored_config == shipped.stored_config
+    assert copy.results == shipped.results and copy.results["test_psnr_mean"] > 13
+    assert all(torch.equal(a, b) for a, b in zip(copy.model.state_dict().values(), shipped.model.state_dict().values()))
+
+    # figures MODEL loads through the same resolver; only a shipped config's name is trained live.
+    for source, step in ((run, 2), (run / "checkpoint.pt", 2), ("emoji32_demo_G1", 500), (out / "tiny.safetensors", 2)):
+        model, config, meta = figures._load_model(str(source), smoke=True, device="cpu", train_live=True)
+        assert meta["step"] == str(step) and config.task == "image" and not model.training
+    with pytest.raises(FileNotFoundError, match="no model 'emoji23': expected a run folder"):
+        figures._load_model("emoji23", smoke=True, device="cpu", train_live=True)

@@ -102,7 +102,25 @@ def safe_load(path: str | Path, map_location="cpu", expected_format: str | None 
             f"{path} is not a transinr checkpoint (format {checkpoint.get('format')!r}, "
             f"expected {expected_format!r})"
         )
+    if expected_format is not None:
+        _check_model_entries(checkpoint, path)
     return checkpoint
+
+
+# What every transinr checkpoint holds for its model (image_size is bounded by build_model_for).
+MODEL_ENTRIES = {"model": dict, "config": dict, "step": int}
+
+
+def _check_model_entries(checkpoint: dict, path: Path) -> None:
+    """CheckpointError naming the first entry a model needs that is missing or of another type."""
+    for key, kind in MODEL_ENTRIES.items():
+        if key not in checkpoint:
+            raise CheckpointError(f"{path}: the checkpoint has no {key!r} entry; the file is damaged or "
+                                  f"was not written by transinr")
+        value = checkpoint[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(f"{path}: the checkpoint's {key!r} entry is a {type(value).__name__}, "
+                                  f"expected a {kind.__name__}")
 
 
 def _unpickling_reason(error: Exception) -> str:

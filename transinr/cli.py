@@ -79,6 +79,17 @@ EXTERNAL_COMMANDS = {
 TRAINING_COMMANDS = ("train", "compare", "ablate-groups")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1 (a count of items)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transinr", description=__doc__)
     parser.add_argument("--debug", action="store_true",
@@ -97,11 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint on held-out data and draw samples")
-    evaluate.add_argument("checkpoint")
+    evaluate.add_argument("checkpoint", metavar="MODEL",
+                          help="a run folder, a checkpoint, a shipped model name (e.g. emoji32) or a .safetensors file")
     evaluate.add_argument("overrides", nargs="*", help="dotted key=value overrides (e.g. data.root=…)")
-    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--split", default="test",
+                          help="a split of the model's dataset (test, train, …) or ood, the out-of-distribution set")
     evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument("--max-items", type=int, default=None)
+    evaluate.add_argument("--max-items", type=positive_int, default=None, help="score the first N signals only")
     evaluate.add_argument("--out-dir", default=None, help="default: the checkpoint's folder")
     evaluate.set_defaults(run=_evaluate)
 

@@ -1,4 +1,4 @@
-"""Paper-style figures from a trained model: ``python -m transinr figures CHECKPOINT``,
+"""Paper-style figures from a trained model: ``python -m transinr figures MODEL``,
 or every figure of the notebooks from the shipped models: ``python -m transinr figures --all``.
 
 Each figure is written as PNG and PDF into ``figures/`` (or ``--out``) together with
@@ -196,26 +196,32 @@ def gradient_step_figure(trajectory: dict):
 
 
 def _load_model(name: str, smoke: bool, device: str, train_live: bool):
-    """A training checkpoint (.pt), or a shipped model (name or .safetensors path); if
-    missing, trained live or None."""
-    from .pretrained import load_or_train, load_pretrained
+    """(model in eval mode, config, {"step", "results"}) for any model source that
+    :func:`transinr.trained.load_trained` resolves: a run folder, a training checkpoint, a
+    shipped name or a .safetensors file. When there is no such model: a small one trained
+    live from the shipped config of that name (``train_live``, as the notebooks do), else
+    None (with a message)."""
+    from .config import ConfigError, resolve_config_path
+    from .trained import load_trained
 
-    if str(name).endswith(".pt"):
-        from .train import load_model_from_checkpoint
-
-        model, config, checkpoint = load_model_from_checkpoint(name, device)
-        return model.eval(), config, {"step": str(checkpoint["step"])}
-    if train_live:
+    try:
+        trained = load_trained(name, device)
+    except FileNotFoundError as missing:
+        if not train_live:
+            print(f"skipped: {missing}")
+            return None
+        try:
+            resolve_config_path(name)  # only a shipped config's name can be trained live
+        except ConfigError:
+            raise missing from None
         import tempfile
+
+        from .pretrained import load_or_train
 
         # A live-trained model is held in memory; its run folder is not worth keeping.
         with tempfile.TemporaryDirectory(prefix="transinr-live-") as run_dir:
             return load_or_train(name, max_images=256 if smoke else 20000, run_dir=run_dir, device=device)
-    try:
-        return load_pretrained(name, device)
-    except FileNotFoundError as error:
-        print(f"skipped: {error}")
-        return None
+    return trained.model, trained.config, {"step": str(trained.step), "results": trained.results}
 
 
 def _view_synthesis_figures(save, out_dir: Path, device: str, index: int = 0) -> dict:
@@ -260,9 +266,9 @@ def write_all_figures(out_dir: str | Path = "figures", trans_inr: str = "emoji32
     ``out_dir`` only once every one of them succeeded, so a failure (a missing package,
     an interrupted run) leaves ``out_dir`` exactly as it was.
 
-    trans_inr: a shipped name, a .safetensors path or a training checkpoint (.pt); when no
-      such model exists a small one is trained live (as the notebooks do), so the command
-      always completes.
+    trans_inr: a run folder, a training checkpoint, a shipped name or a .safetensors path
+      (see :mod:`transinr.trained`); when it names a shipped config whose model file is
+      missing, a small one is trained live (as the notebooks do).
     view_synthesis: also draw notebook 02's figures from the shipped NeRF models.
     learned_init: adds Learned Init's inner steps to the layer-wise figure when that
       model exists (it is not trained live here).
@@ -325,6 +331,11 @@ def _draw_all_figures(out_dir: Path, trans_inr, learned_init, smoke, device, vie
     from .tasks import build_task
 
     model, config, _ = _load_model(trans_inr, smoke, device, train_live=True)
+    if config.task != "image":
+        from .config import ConfigError
+
+        raise ConfigError(f"{trans_inr} is a model of task {config.task!r}; these figures need one of task "
+                          f"'image' (figures --all draws the view-synthesis figures from the shipped models)")
     test_set = build_dataset(config, "test")
     sample_count, stat_count = (4, 8) if smoke else (8, 64)
 
@@ -381,23 +392,30 @@ def _draw_all_figures(out_dir: Path, trans_inr, learned_init, smoke, device, vie
 
 
 def cli_main(argv: list[str] | None = None) -> None:
+    from .runtime import resolve_device
+
     parser = argparse.ArgumentParser(prog="transinr figures", description=__doc__)
-    parser.add_argument("checkpoint", nargs="?",
-                        help="an image-regression training checkpoint (.pt) instead of --all's shipped model")
+    parser.add_argument("model", nargs="?", metavar="MODEL",
+                        help="an image-regression model: a run folder, a checkpoint, a shipped name (e.g. "
+                             "emoji32) or a .safetensors file")
+    parser.add_argument("--model", "--trans-inr", dest="model_option", metavar="MODEL", default=None,
+                        help="the same as MODEL; with --all, the Trans-INR model of the figures (default emoji32)")
     parser.add_argument("--all", action="store_true",
                         help="every figure of the notebooks, from the shipped models (see write_all_figures)")
-    parser.add_argument("--trans-inr", default="emoji32", help="with --all: shipped name or .safetensors path")
     parser.add_argument("--learned-init", default="emoji32_learned_init",
                         help="with --all: shipped name or .safetensors path ('' to leave it out)")
-    parser.add_argument("--smoke", action="store_true", help="with --all: tiny sizes, for a quick check")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for a quick check")
     parser.add_argument("--out", default="figures")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    if args.all == (args.checkpoint is not None):
-        parser.error("give either a checkpoint or --all")
-    # A checkpoint gets the same 2D figures as the shipped model does under --all.
-    written = write_all_figures(args.out, args.checkpoint or args.trans_inr, args.learned_init, args.smoke,
-                                args.device, view_synthesis=args.all,
-                                weight_groups=WEIGHT_GROUP_MODELS if args.all else ())
+    if args.model and (args.all or args.model_option):
+        parser.error("give either MODEL, or --all (its Trans-INR model with --model)")
+    model = args.model or args.model_option
+    if model is None and not args.all:
+        parser.error("give a model (MODEL or --model) or --all")
+    device = str(resolve_device(args.device))  # an unavailable device is one clear error, up front
+    # A model alone gets the same 2D figures as the shipped model does under --all.
+    written = write_all_figures(args.out, model or "emoji32", args.learned_init, args.smoke, device,
+                                view_synthesis=args.all, weight_groups=WEIGHT_GROUP_MODELS if args.all else ())
     for name, path in written.items():
         print(f"{name}: {path}")

@@ -1,7 +1,7 @@
 """Shipped pretrained models: small fp16 safetensors files with their config inside.
 
 A safetensors file is only tensors plus a string-to-string header, so loading one can
-never run code. ``export_pretrained`` turns a training checkpoint into such a file;
+never run code. ``export_pretrained`` turns a trained model into such a file;
 ``load_pretrained("emoji32")`` finds a shipped one by name.
 """
 
@@ -20,15 +20,24 @@ from .config import stored_config
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
 
-def export_pretrained(checkpoint_path: str | Path, out_path: str | Path, dtype=torch.float16,
+def export_pretrained(source: str | Path, out_path: str | Path, dtype=torch.float16,
                       results: dict | None = None) -> Path:
-    """Checkpoint (weights-only) → fp16 safetensors with config, image size and results."""
-    from .train import load_model_from_checkpoint
+    """A trained model → fp16 safetensors with config, image size, step and results.
 
-    model, config, checkpoint = load_model_from_checkpoint(checkpoint_path)
-    tensors = {name: value.detach().to(dtype).contiguous() for name, value in model.state_dict().items()}
-    metadata = {"config": json.dumps(checkpoint["config"]), "image_size": str(checkpoint["image_size"]),
-                "step": str(checkpoint["step"]), "results": json.dumps(results or {})}
+    ``source`` is anything :func:`transinr.trained.load_trained` resolves: a run folder, a
+    checkpoint (read weights-only), a shipped name or a .safetensors file. ``results``
+    defaults to the model's own (its run's ``results.json``, or a shipped model's).
+    """
+    from .trained import load_trained
+
+    return write_safetensors(load_trained(source), out_path, dtype, results)
+
+
+def write_safetensors(trained, out_path: str | Path, dtype=torch.float16, results: dict | None = None) -> Path:
+    """Write a :class:`transinr.trained.TrainedModel` as a shipped-model file at ``out_path``."""
+    tensors = {name: value.detach().to(dtype).contiguous() for name, value in trained.model.state_dict().items()}
+    metadata = {"config": json.dumps(trained.stored_config), "image_size": str(trained.image_size),
+                "step": str(trained.step), "results": json.dumps(trained.results if results is None else results)}
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out_path), metadata=metadata)
@@ -79,7 +88,7 @@ def load_pretrained(name: str | Path, device="cpu"):
     except Exception as error:
         raise CheckpointError(f"cannot read the weights of {path} ({type(error).__name__}: {error})") from None
     model = build_model_for(config, image_size, state, str(path))
-    metadata["results"] = json.loads(metadata.get("results") or "{}")
+    metadata["results"] = _header_json(metadata, "results", path) if metadata.get("results") else {}
     return model.to(device).eval(), config, metadata
 
 
@@ -119,25 +128,25 @@ def export_stem(name: str) -> str:
 
 
 def cli_main(argv: list[str] | None = None) -> None:
-    """``python -m transinr export CHECKPOINT [NAME]``: ship a run as a pretrained model."""
+    """``python -m transinr export MODEL [NAME]``: ship a trained model as a small fp16
+    safetensors file (MODEL: a run folder, a checkpoint, a shipped name or a .safetensors file)."""
     import argparse
 
+    from .trained import load_trained
+
     parser = argparse.ArgumentParser(prog="transinr export", description=cli_main.__doc__)
-    parser.add_argument("checkpoint")
-    parser.add_argument("name", nargs="?", help="file stem (default: the config's name)")
+    parser.add_argument("model", metavar="MODEL")
+    parser.add_argument("name", nargs="?", help="file stem (default: the config's name, or the shipped name)")
     parser.add_argument("--out-dir", default=str(PRETRAINED_DIR))
     parser.add_argument("--force", action="store_true", help="overwrite an existing file (a shipped model too)")
     args = parser.parse_args(argv)
-    from .checkpoint import safe_load
-
-    checkpoint = safe_load(args.checkpoint)
-    results_path = Path(args.checkpoint).parent / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    name = export_stem(args.name or str(checkpoint.get("config", {}).get("name", "")))
+    trained = load_trained(args.model)
+    # The name a checkpoint gives itself is data: sanitised, so the file stays in --out-dir.
+    name = export_stem(args.name or trained.name)
     path = Path(args.out_dir) / f"{name}.safetensors"
     if path.exists() and not args.force:
         shipped = " (a shipped model)" if path.resolve().parent == PRETRAINED_DIR.resolve() else ""
         raise FileExistsError(f"{path} exists{shipped}; pass --force to overwrite it, or choose another "
                               f"NAME or --out-dir")
-    path = export_pretrained(args.checkpoint, path, results=results)
+    path = write_safetensors(trained, path)
     print(f"{path} ({path.stat().st_size / 2**20:.2f} MiB)")

@@ -7,13 +7,15 @@ A *model source* is any of
 * a shipped model's name (``emoji32``, one of ``transinr/pretrained/*.safetensors``);
 * a ``.safetensors`` file written by ``python -m transinr export``.
 
-``evaluate``, ``compare --model``, ``export`` and ``train --init`` all go through
-:func:`load_trained`, so a shipped model goes wherever a checkpoint goes.
+``evaluate``, ``export``, ``figures`` and ``train --init`` all go through
+:func:`load_trained`, so a shipped model goes wherever a checkpoint goes. (``compare``
+takes configs, not trained models: it trains each one on the same budget.)
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,15 +81,38 @@ def load_trained(source: str | Path, device="cpu") -> TrainedModel:
     if kind == "shipped":
         model, config, metadata = load_pretrained(path, device)
         results = metadata["results"]
-        return TrainedModel(model.eval(), config, str(source), kind, path, int(metadata["step"]),
+        return TrainedModel(model.eval(), config, str(source), kind, path, _declared_step(metadata, path),
                             int(metadata["image_size"]), json.loads(metadata["config"]),
                             results.get("train_seconds"), results)
     model, config, checkpoint = load_model_from_checkpoint(path, device)
-    results_path = path.parent / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    results = _run_results(path.parent / "results.json")
     return TrainedModel(model.eval(), config, str(source), kind, path, int(checkpoint["step"]),
                         int(checkpoint["image_size"]), checkpoint["config"],
                         checkpoint.get("elapsed_seconds"), results)
+
+
+def _declared_step(metadata: dict, path: Path) -> int:
+    """The training step a model file's header declares; 0 when it says none (a file made by
+    hand rather than by ``export``)."""
+    from .checkpoint import CheckpointError
+
+    try:
+        return int(metadata.get("step", 0))
+    except ValueError:
+        raise CheckpointError(f"{path}: header entry 'step' is {metadata['step']!r}, expected an integer") from None
+
+
+def _run_results(path: Path) -> dict:
+    """A run's ``results.json``; {} when there is none or it is unreadable (with a warning:
+    the weights are usable without it)."""
+    if not path.is_file():
+        return {}
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        warnings.warn(f"{path}: ignored, not readable as JSON ({error})", stacklevel=3)
+        return {}
+    return results if isinstance(results, dict) else {}
 
 
 # --------------------------------------------------------------------------- fine-tuning
