@@ -160,3 +160,16 @@ def test_resume_on_the_augmented_stream_is_exact(tmp_path, one_thread, monkeypat
     # The end-of-run scores: held-out, un-augmented training images, out of distribution.
     assert reference["train_items"] == reference["test_items"]
     assert reference["ood_items"] == 256 and math.isfinite(reference["ood_psnr_mean"])
+
+
+def test_training_psnr_is_scored_on_images_spread_over_the_split():
+    """The split is ordered by category, so its first items would be a biased sample."""
+    from transinr.evaluate import spread_subset
+
+    items = list(range(3409))
+    chosen = spread_subset(items, 351)
+    picked = [chosen[i] for i in range(len(chosen))]
+    assert len(picked) == 351 and picked[0] == 0 and picked[-1] == 3408
+    assert picked == sorted(set(picked))  # distinct, in order
+    assert max(b - a for a, b in zip(picked, picked[1:])) <= 10
+    assert spread_subset(items[:5], 351) == items[:5]

@@ -37,7 +37,7 @@ def _train(args) -> None:
     print(f"held-out PSNR: {format_psnr(results['test_psnr_mean'], results['test_psnr_std'], results.get('test_psnr_se'))} "
           f"over {results['test_items']} signals")
     if "train_psnr_mean" in results:
-        print(f"training images (un-augmented, first {results['train_items']}): "
+        print(f"training images (un-augmented, {results['train_items']} spread over the split): "
               f"{results['train_psnr_mean']:.2f} dB")
     if "ood_psnr_mean" in results:
         print(f"out of distribution ({results['ood_items']} procedural textures): "

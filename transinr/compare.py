@@ -288,8 +288,8 @@ def compare(configs: list[Config], out_dir: str | Path, device: str | None = Non
                   for r in rows])]
     if first.get("ood_items"):
         lines += ["", f"OOD: the {first['ood_items']} procedural textures of `data.ood: textures` "
-                      f"(transinr/data/textures.py), never seen in training. Train PSNR: the first "
-                      f"{first['train_items']} un-augmented training images."]
+                      f"(transinr/data/textures.py), never seen in training. Train PSNR: "
+                      f"{first['train_items']} un-augmented training images evenly spaced over the split."]
     if "mean_image_psnr" in first:
         lines += ["", f"Predicting the mean training image for every test image: "
                       f"{first['mean_image_psnr']:.2f} dB."]

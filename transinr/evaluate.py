@@ -20,6 +20,18 @@ def _subset(dataset, max_items: int | None):
     return Subset(dataset, range(max_items))
 
 
+def spread_subset(dataset, count: int):
+    """``count`` items evenly spaced over the whole of ``dataset`` (all of it if it is smaller).
+
+    The emoji training split is ordered by category (faces first), so its first items are
+    not a fair sample of it: on the shipped models the first 351 training images score
+    0.6 dB (Trans-INR) and 1.2 dB (Learned Init) above the whole split.
+    """
+    if count >= len(dataset):
+        return dataset
+    return Subset(dataset, torch.linspace(0, len(dataset) - 1, count).round().long().tolist())
+
+
 @torch.no_grad()
 def evaluate_split(task, model, dataset, device, max_items: int | None = None, batch_size: int = 16,
                    progress: bool = False) -> dict:
@@ -89,8 +101,8 @@ def evaluate_run_end(task, model, train_set, test_set, device, config, run_dir: 
         train_images = plain_images(train_set)
         results["mean_image_psnr"] = mean_image_psnr(train_images, test_set)
         # The train–test gap: the same scoring on (un-augmented) training images, as many
-        # as the test split has.
-        train_scores = evaluate_split(task, model, train_images, device, len(test_set),
+        # as the test split has, spread over the whole training split.
+        train_scores = evaluate_split(task, model, spread_subset(train_images, len(test_set)), device, None,
                                       config.train.batch_size)
         results["train_psnr_mean"], results["train_items"] = train_scores["psnr_mean"], train_scores["n"]
         results.update(ood_scores(task, model, build_ood_dataset(config, test_set[0].shape[-1]), device,

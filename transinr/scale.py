@@ -194,8 +194,8 @@ def write_tables(study: Study, rows: list[dict], out_dir: Path) -> None:
               f"{r['test_psnr_mean']:.2f}", format_optional(r["train_psnr_mean"]),
               format_optional(r["ood_psnr_mean"])] for r in rows]
     text = [f"# Scaling study `{study.name}`", "",
-            "Held-out: the un-augmented test split; train: as many un-augmented training images; "
-            "OOD: the procedural textures. PSNR in dB, means over signals. Train time is the wall "
+            "Held-out: the un-augmented test split; train: as many un-augmented training images, "
+            "evenly spaced over the training split; OOD: the procedural textures. PSNR in dB, means over signals. Train time is the wall "
             "time of the optimisation steps on the machine that ran them.", "",
             markdown_table(["Method", "Run", "Signals seen", "Parameters", "Train time", "Held-out",
                             "Train", "OOD"], table)]
