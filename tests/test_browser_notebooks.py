@@ -61,10 +61,11 @@ RUN_ALL_CELLS = """async ({path, timeoutMs}) => {
 KERNEL_IDLE = "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'"
 NOTEBOOK_JSON = "() => window.jupyterapp.shell.currentWidget.context.model.toJSON()"
 OUTPUT_TEXTS = "() => [...document.querySelectorAll('.jp-OutputArea-output')].map(node => node.textContent)"
-NOTEBOOK_HEIGHT = """() => {
-  const notebook = window.jupyterapp.shell.currentWidget.content.node;
-  return (notebook.querySelector('.jp-WindowedPanel-outer') || notebook).scrollHeight;
-}"""
+# The notebook's scrolling element: its content height, or scrolled back to the top.
+NOTEBOOK_SCROLLER = ("(() => { const notebook = window.jupyterapp.shell.currentWidget.content.node;"
+                     " return notebook.querySelector('.jp-WindowedPanel-outer') || notebook; })()")
+NOTEBOOK_HEIGHT = f"() => {NOTEBOOK_SCROLLER}.scrollHeight"
+SCROLL_TO_TOP = f"() => {{ {NOTEBOOK_SCROLLER}.scrollTop = 0; }}"
 SCREENSHOT_MAX_HEIGHT = 16000  # Chromium's limit for one capture is about 16,384 px
 SHUT_DOWN_KERNEL = """async () => {
   const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
@@ -213,6 +214,7 @@ def test_notebook_runs_in_jupyterlab_in_chromium(path, lab, browser):
         # The whole notebook in one picture: a viewport as tall as its content.
         height = page.evaluate(NOTEBOOK_HEIGHT)
         page.set_viewport_size({"width": 1400, "height": min(SCREENSHOT_MAX_HEIGHT, height + 200)})
+        page.evaluate(SCROLL_TO_TOP)  # JupyterLab left it scrolled to the last cell
         page.wait_for_timeout(1000)  # let the outputs lay themselves out again
         page.screenshot(path=str(ARTIFACTS / f"{path.stem}.png"))
     finally:
