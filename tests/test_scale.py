@@ -74,3 +74,18 @@ def test_a_later_budget_keeps_the_rows_of_an_earlier_one(tmp_path, image_folder,
     rows = scale.run_study(study, tmp_path / "out", second, progress=False, report_runs=every_run)
     assert [r["config"] for r in rows] == ["trans_inr_8", "single_vector_8", "trans_inr_16"]
     assert "single_vector_8" in (tmp_path / "out" / "scale.md").read_text()
+
+
+def test_a_run_saved_before_a_config_key_existed_still_counts_as_finished(tmp_path, image_folder, one_thread,
+                                                                           monkeypatch):
+    study = scale.load_study(write_study(tmp_path, image_folder))
+    runs = scale.plan_runs(study, budgets=[8], methods=["trans_inr"], sizes=[])
+    scale.run_study(study, tmp_path / "out", runs, progress=False)
+    config_path = tmp_path / "out" / "runs" / "trans_inr_8" / "config.yaml"
+    stored = yaml.safe_load(config_path.read_text())
+    del stored["data"]["augment"]["extra_artwork"]  # as written before the key existed
+    config_path.write_text(yaml.safe_dump(stored))
+    assert scale.finished_results(runs[0], config_path.parent) is not None
+    stored["model"]["dim"] = 48  # a real change is still a different run
+    config_path.write_text(yaml.safe_dump(stored))
+    assert scale.finished_results(runs[0], config_path.parent) is None

@@ -26,11 +26,11 @@ from pathlib import Path
 import yaml
 
 from .compare import (check_comparable, count_parameters, format_count, format_duration, format_optional,
-                      markdown_table, result_row, write_csv)
-from .config import CONFIG_DIR, Config, ConfigError, config_to_dict, load_config, resolve_shipped_yaml
+                      markdown_table, object_standard_error, result_row, write_csv)
+from .config import CONFIG_DIR, Config, ConfigError, load_config, resolve_shipped_yaml
 from .data import build_dataset
 from .models import build_model
-from .train import _config_differences, train
+from .train import run_config_changes, train
 
 STUDY_DIR = CONFIG_DIR / "studies"
 STUDY_KEYS = {"name", "budgets", "overrides", "methods", "sizes", "sizes_for"}
@@ -138,8 +138,10 @@ def finished_results(run: PlannedRun, run_dir: Path) -> dict | None:
         return None
     results = json.loads(results_path.read_text())
     stored = yaml.safe_load(config_path.read_text())
-    if _config_differences(stored, config_to_dict(run.config)):
+    if run_config_changes(stored, run.config, str(config_path)):
         return None  # train() explains the difference, or resumes
+    if run.config.task == "nvs" and run.config.data.ood_root and "ood_psnr_mean" not in results:
+        return None  # an OOD set named after the run finished: train() only re-evaluates it
     return results if results.get("images_seen", 0) >= run.budget else None
 
 
@@ -191,12 +193,22 @@ def write_tables(study: Study, rows: list[dict], out_dir: Path) -> None:
     (out_dir / "scale.json").write_text(json.dumps(rows, indent=2) + "\n")
     table = [[r["method"] + (f" ({r['size']})" if r["size"] != "config" else ""), f"`{r['config']}`",
               f"{r['budget']:,}", format_count(r["parameters"]), format_duration(r["train_seconds"]),
-              f"{r['test_psnr_mean']:.2f}", format_optional(r["train_psnr_mean"]),
-              format_optional(r["ood_psnr_mean"])] for r in rows]
+              format_optional(r["test_psnr_mean"], object_standard_error(r, "test")),
+              format_optional(r["train_psnr_mean"]),
+              format_optional(r["ood_psnr_mean"], object_standard_error(r, "ood"))] for r in rows]
+    if rows[0].get("task") == "nvs":
+        first = rows[0]
+        legend = (f"Held-out: the {first['test_signals']} test objects, each object's PSNR the mean over its "
+                  f"held-out views; mean ± standard error over objects (blank white image: "
+                  f"{format_optional(first['blank_white_psnr'])}). OOD: the test objects of `data.ood_root`, "
+                  f"the same held-out views (blank white: {format_optional(first['ood_blank_white_psnr'])}). "
+                  f"PSNR in dB.")
+    else:
+        legend = ("Held-out: the un-augmented test split; train: as many un-augmented training images, "
+                  "evenly spaced over the training split; OOD: the procedural textures. PSNR in dB, means over "
+                  "signals.")
     text = [f"# Scaling study `{study.name}`", "",
-            "Held-out: the un-augmented test split; train: as many un-augmented training images, "
-            "evenly spaced over the training split; OOD: the procedural textures. PSNR in dB, means over signals. Train time is the wall "
-            "time of the optimisation steps on the machine that ran them.", "",
+            legend + " Train time is the wall time of the optimisation steps on the machine that ran them.", "",
             markdown_table(["Method", "Run", "Signals seen", "Parameters", "Train time", "Held-out",
                             "Train", "OOD"], table)]
     (out_dir / "scale.md").write_text("\n".join(text) + "\n")

@@ -124,9 +124,20 @@ def smoke_budget(config: Config) -> Config:
 
 
 # Parts of the config that may change between a run and its resumption.
-RESUMABLE_CHANGES = {"device", "num_workers", "ood", "log_every", "checkpoint_every", "eval_every",
+RESUMABLE_CHANGES = {"device", "num_workers", "ood", "ood_root", "log_every", "checkpoint_every", "eval_every",
                      "eval_images", "figure_images", "render_chunk", "eval_views", "tto_steps", "tto_lr",
                      "tto_rays", "tto_batch", "evaluate_with_tto", "turntable_frames"}
+
+
+def run_config_changes(stored_values: dict, config: Config, where: str) -> list[str]:
+    """What differs between a run folder's stored config and ``config`` ("key: old → new").
+
+    The stored config is read through today's dataclasses: a key added since it was
+    written takes its default (or, where a default changed, the value the run was built
+    with), so an older run still counts as the same run if nothing it set changed.
+    """
+    stored = config_to_dict(stored_config(stored_values, where))
+    return _config_differences(stored, config_to_dict(config))
 
 
 def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -300,11 +311,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, group: ProcessGr
         remove_stale_temporaries(checkpoint_path)  # left by a kill in the middle of a save
     if checkpoint_path.exists():
         checkpoint = safe_load(checkpoint_path, expected_format=CHECKPOINT_FORMAT)
-        # Read the stored config through today's dataclasses: a key added since it was
-        # written takes its default (or, where a default changed, the value the run was
-        # built with), so older runs resume if nothing they set changed.
-        stored = config_to_dict(stored_config(checkpoint["config"], str(checkpoint_path)))
-        differences = _config_differences(stored, config_to_dict(config))
+        differences = run_config_changes(checkpoint["config"], config, str(checkpoint_path))
         if differences:
             raise CheckpointError(
                 f"{run_dir} holds a run with another config ({'; '.join(differences)}); "
