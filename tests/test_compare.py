@@ -108,3 +108,48 @@ def test_cli_reuses_finished_runs_and_applies_shared_overrides(image_folder, tmp
         == first.count('"images_seen"')
     with open(out / "results.csv") as file:
         assert {r["training_signals"] for r in csv.DictReader(file)} == {"8"}
+
+
+def test_view_synthesis_configs_may_differ_in_support_views_only(image_folder, tmp_path):
+    from .helpers import tiny_nvs_config
+
+    one, two = tiny_nvs_config(tmp_path, n_support=1), tiny_nvs_config(tmp_path, n_support=2)
+    assert check_comparable([one, two], train_size=4) == one.train.max_images
+    two.data.category = "lamp"
+    with pytest.raises(ConfigError, match=r"data.category differs"):
+        check_comparable([one, two], train_size=4)
+    # Images have no held-out views that stay fixed: there the key must still agree.
+    a = folder_config(image_folder, "a", "trans_inr")
+    b = folder_config(image_folder, "b", "trans_inr")
+    b.data.n_support = 2
+    with pytest.raises(ConfigError, match=r"data.n_support differs"):
+        check_comparable([a, b], train_size=35)
+
+
+def test_view_synthesis_compare_table_ranks_1_and_2_views_with_standard_errors(tmp_path):
+    from transinr.data.procedural_shapes import build_embedded_3d
+
+    from .helpers import tiny_nvs_config
+
+    # 30 chairs split 24 / 3 / 3, so the held-out mean has a standard error over 3 objects.
+    root = tmp_path / "views"
+    build_embedded_3d(root, n_objects_per_category=30, n_views=6, resolution=16, categories=("chair",))
+    configs = []
+    for views in (1, 2):
+        config = tiny_nvs_config(root, n_support=views, turntable_frames=2)
+        config.name, config.train.max_images, config.nvs.eval_views = f"views_{views}", 4, 1
+        config.data.ood_root = str(root)  # the test chairs again, standing in for an OOD set
+        configs.append(config)
+    out = compare(configs, tmp_path / "cmp", progress=False)
+    rows = {r["config"]: r for r in out["rows"]}
+    assert rows["views_1"]["method"] == "Trans-INR (1 view)" and rows["views_2"]["method"] == "Trans-INR (2 views)"
+    markdown = out["markdown"]
+    assert "mean ± standard error over the 3 test objects" in markdown
+    for row in rows.values():
+        results = json.loads((tmp_path / "cmp" / "runs" / row["config"] / "results.json").read_text())
+        assert row["test_signals"] == row["ood_signals"] == 3
+        assert row["test_psnr_se"] == pytest.approx(results["test_psnr_std"] / 3 ** 0.5, abs=1e-3)
+        cells = f"| {row['test_psnr_mean']:.2f} ± {row['test_psnr_se']:.2f} |"
+        assert cells in markdown and f"| {row['ood_psnr_mean']:.2f} ± {row['ood_psnr_se']:.2f} |" in markdown
+    first = json.loads((tmp_path / "cmp" / "runs" / "views_1" / "results.json").read_text())
+    assert f"a blank white image scores {first['ood_blank_white_psnr']:.2f} dB" in markdown

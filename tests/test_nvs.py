@@ -10,13 +10,14 @@ import torch
 from PIL import Image
 from torch.utils.data import default_collate
 
-from transinr.config import Config
+from transinr.config import Config, ConfigError
+from transinr.data import build_ood_dataset
 from transinr.data.procedural_shapes import build_embedded_3d
 from transinr.data.views import build_view_dataset
-from transinr.evaluate import evaluate_checkpoint
+from transinr.evaluate import evaluate_checkpoint, evaluate_split
 from transinr.models import build_model
 from transinr.tasks import build_task
-from transinr.tasks.nvs import render_novel_view
+from transinr.tasks.nvs import object_psnr, render_novel_view
 from transinr.train import train
 from transinr.tto import optimise_on_support_views, support_mse, support_rays
 
@@ -35,6 +36,33 @@ def views_root(tmp_path_factory):
     return root
 
 
+OOD_OBJECTS = 3
+
+
+@pytest.fixture(scope="module")
+def ood_root(tmp_path_factory):
+    """A learnit-layout folder of 3 test 'chairs' (a coloured square on white, 6 views of 16 px)."""
+    import numpy as np
+
+    from transinr.render import pose_spherical
+
+    root = tmp_path_factory.mktemp("ood_views")
+    ids = [f"thing_{k}" for k in range(OOD_OBJECTS)]
+    for k, object_id in enumerate(ids):
+        folder = root / "chair" / object_id
+        folder.mkdir(parents=True)
+        frames = []
+        for view in range(N_VIEWS):
+            rgba = np.zeros((SIZE, SIZE, 4), np.uint8)
+            rgba[4:12, 4:12] = (60 * k + 20, 200 - 30 * view, 90, 255)
+            Image.fromarray(rgba, "RGBA").save(folder / f"r_{view:03d}.png")
+            pose = pose_spherical(60.0 * view + 10.0 * k, 20.0, 4.0)
+            frames.append({"file_path": f"./r_{view:03d}", "transform_matrix": pose.tolist()})
+        (folder / "transforms.json").write_text(json.dumps({"camera_angle_x": 0.69, "frames": frames}))
+    (root / "chair_splits.json").write_text(json.dumps({"train": [], "val": [], "test": ids}))
+    return root
+
+
 def tiny_nvs_config(root, n_support: int = 1) -> Config:
     return helpers.tiny_nvs_config(root, n_support, SIZE, TRAIN_VIEWS)
 
@@ -43,12 +71,20 @@ def first_batch(dataset, n: int):
     return default_collate([dataset[i] for i in range(n)])
 
 
-def test_a_few_training_steps_write_results_figure_and_turntable(views_root, tmp_path):
+def test_a_few_training_steps_write_results_figure_and_turntable(views_root, ood_root, tmp_path):
     config = tiny_nvs_config(views_root)
+    config.data.ood_root = str(ood_root)
     results = train(config, tmp_path / "run", device="cpu", progress=False)
     assert results["steps"] == 3
     assert math.isfinite(results["test_psnr_mean"]) and results["test_items"] == 1
     assert 0 < results["blank_white_psnr"] < 60
+    assert len(results["test_psnr_per_object"]) == 1
+    # The out-of-distribution objects, scored on the same held-out views, with their own floor.
+    assert results["ood_items"] == OOD_OBJECTS and math.isfinite(results["ood_psnr_mean"])
+    assert results["ood_psnr_se"] == pytest.approx(results["ood_psnr_std"] / math.sqrt(OOD_OBJECTS))
+    ood_set = build_ood_dataset(config)
+    assert results["ood_blank_white_psnr"] == pytest.approx(build_task(config).blank_white_psnr(ood_set))
+    assert results["ood_blank_white_psnr"] != pytest.approx(results["blank_white_psnr"])
     assert (tmp_path / "run" / "samples.png").is_file()
     with Image.open(tmp_path / "run" / "turntable.gif") as gif:
         assert gif.n_frames == config.nvs.turntable_frames
@@ -135,3 +171,98 @@ def test_two_support_views_give_twice_the_data_tokens(views_root):
     assert two.shape[1] == 2 * one.shape[1] == 2 * (SIZE // 8) ** 2
     loss, psnr = build_task(config).training_loss(model, batch, epoch=0)
     assert loss.ndim == 0 and math.isfinite(psnr)
+
+
+def test_ood_objects_are_read_like_the_test_split(views_root, ood_root):
+    config = tiny_nvs_config(views_root, n_support=2)
+    assert build_ood_dataset(config) is None  # data.ood_root unset: no OOD row
+    config.data.ood_root = str(ood_root)
+    ood_set, test_set = build_ood_dataset(config), build_view_dataset(config, "test")
+    assert [o["id"] for o in ood_set.objects] == [f"thing_{k}" for k in range(OOD_OBJECTS)]
+    assert ood_set.query_views_of(0) == test_set.query_views_of(0) == [4, 5]
+    assert ood_set[0]["support_rgb"].shape == test_set[0]["support_rgb"].shape == (2, 3, SIZE, SIZE)
+    config.nvs.eval_views = 1
+    assert build_ood_dataset(config).query_views_of(0) == test_set.query_views_of(0)[:1]
+
+
+def test_a_missing_ood_folder_is_one_error_naming_it_and_its_build_command(views_root, tmp_path):
+    config = tiny_nvs_config(views_root)
+    config.data.ood_root = str(tmp_path / "no_such_folder")
+    for build in (lambda: build_view_dataset(config, "train"), lambda: build_ood_dataset(config)):
+        with pytest.raises(ConfigError, match=r"data.ood_root.*no_such_folder does not exist.*"
+                                              r"build-3d --source sweethome3d"):
+            build()
+    (tmp_path / "empty").mkdir()
+    config.data.ood_root = str(tmp_path / "empty")
+    with pytest.raises(ConfigError, match="holds no 'chair' objects in the learnit layout"):
+        build_view_dataset(config, "test")
+
+
+def test_object_psnr_averages_view_psnrs_and_the_standard_error_counts_objects(views_root, ood_root):
+    # Object 0: one perfect-ish view and one poor one; its PSNR is the mean of the two view
+    # PSNRs (not the PSNR of the pooled error, which the poor view would dominate).
+    target = torch.full((2, 2, 3, 4, 4), 0.5)
+    rendered = target.clone()
+    rendered[0, 0] += 0.01
+    rendered[0, 1] += 0.3
+    rendered[1] += 0.1
+    view_psnr = [-10 * math.log10(0.01 ** 2), -10 * math.log10(0.3 ** 2)]
+    scores = object_psnr(rendered, target)
+    assert scores[0].item() == pytest.approx(sum(view_psnr) / 2, rel=1e-4)
+    assert scores[0].item() > -10 * math.log10((0.01 ** 2 + 0.3 ** 2) / 2) + 5
+    assert scores[1].item() == pytest.approx(20.0, rel=1e-4)
+
+    # Through evaluate_split, in batches that mix objects: one score per object.
+    torch.manual_seed(0)
+    config = tiny_nvs_config(views_root)
+    config.data.ood_root = str(ood_root)
+    task, model = build_task(config), build_model(config, SIZE).eval()
+    ood_set = build_ood_dataset(config)
+    result = evaluate_split(task, model, ood_set, "cpu", batch_size=2)
+    assert result["n"] == OOD_OBJECTS and len(result["per_item"]) == OOD_OBJECTS
+    assert result["psnr_se"] == pytest.approx(result["psnr_std"] / math.sqrt(OOD_OBJECTS))
+    batch = first_batch(ood_set, OOD_OBJECTS)
+    with torch.no_grad():
+        rendered = task.render_query_views(model, batch, task.generate(model, batch))
+    expected = object_psnr(rendered, batch["query_rgb"])
+    assert result["per_item"] == pytest.approx(expected.tolist(), rel=1e-4)
+
+
+def test_support_view_use_given_the_first_view_matches_the_one_view_protocol(views_root):
+    from transinr.analysis import camera_angles, support_view_use
+
+    torch.manual_seed(0)
+    config = tiny_nvs_config(views_root, n_support=2)
+    task, model = build_task(config), build_model(config, SIZE).eval()
+    batch = first_batch(build_view_dataset(config, "test"), 1)
+    use = support_view_use(task, model, batch)
+    assert use["angles"].shape == (1, 2, 2)  # held-out views 4, 5 against support views 0, 1
+    assert camera_angles(batch["support_poses"], batch["support_poses"]).diagonal(dim1=1, dim2=2).abs().max() < 0.1
+    assert set(use["held_out"]) == set(use["support"]) == {(0, 1), (0,), (1,)}
+    assert use["support"][(0, 1)].shape == (1, 2)
+    # Given only view 0, the scores are those of the 1-view evaluation of the same object.
+    one_view = tiny_nvs_config(views_root, n_support=1)
+    with torch.no_grad():
+        expected = task.psnr(model, first_batch(build_view_dataset(one_view, "test"), 1))
+    assert use["held_out"][(0,)].mean(1).tolist() == pytest.approx(expected.tolist(), rel=1e-5)
+    assert not torch.allclose(use["held_out"][(0,)], use["held_out"][(1,)])
+
+
+def test_supervising_the_support_views_draws_training_rays_from_them_too(views_root):
+    config = tiny_nvs_config(views_root, n_support=2)
+    config.nvs.train_rays, config.nvs.foreground_epochs = 256, 0
+    torch.manual_seed(0)
+    plain = build_view_dataset(config, "train")[0]
+    assert plain["query_poses"].shape == (1, 4, 4)
+    assert not any(torch.equal(plain["query_poses"][0], pose) for pose in plain["support_poses"])
+
+    config.nvs.supervise_support_views = True
+    torch.manual_seed(0)
+    item = build_view_dataset(config, "train")[0]
+    assert item["query_poses"].shape == (3, 4, 4)
+    assert torch.equal(item["query_poses"][1:], item["support_poses"])
+    # Every ray starts at one of the three query cameras, and each camera sends some.
+    centres = item["query_poses"][:, :3, 3]  # (3, 3)
+    nearest = torch.cdist(item["query_rays_o"], centres).argmin(dim=1)
+    assert torch.cdist(item["query_rays_o"], centres).min(dim=1).values.max() < 1e-4
+    assert set(nearest.tolist()) == {0, 1, 2}

@@ -89,3 +89,41 @@ def test_a_run_saved_before_a_config_key_existed_still_counts_as_finished(tmp_pa
     stored["model"]["dim"] = 48  # a real change is still a different run
     config_path.write_text(yaml.safe_dump(stored))
     assert scale.finished_results(runs[0], config_path.parent) is None
+
+
+def test_a_3d_study_puts_1_and_2_views_in_one_table_with_standard_errors_and_ood(tmp_path, one_thread):
+    from transinr.data.procedural_shapes import build_embedded_3d
+
+    from .helpers import read_metrics, tiny_nvs_config, write_config_yaml
+
+    root = tmp_path / "views"  # 30 chairs: 3 test chairs, so a standard error over objects
+    build_embedded_3d(root, n_objects_per_category=30, n_views=6, resolution=16, categories=("chair",))
+    methods = {}
+    for views in (1, 2):
+        config = tiny_nvs_config(root, n_support=views, turntable_frames=2)
+        config.nvs.eval_views = 1
+        methods[f"trans_inr_{views}view"] = str(write_config_yaml(config, tmp_path / f"nvs_{views}.yaml"))
+    study_path = tmp_path / "study.yaml"
+    study_path.write_text(yaml.safe_dump({"name": "tiny_3d", "budgets": [4], "methods": methods}))
+    study = scale.load_study(study_path)
+    runs = scale.plan_runs(study)
+    rows = scale.run_study(study, tmp_path / "out", runs, progress=False)
+    assert [r["method"] for r in rows] == ["Trans-INR (1 view)", "Trans-INR (2 views)"]
+    table = (tmp_path / "out" / "scale.md").read_text()
+    for row in rows:
+        assert f"| {row['test_psnr_mean']:.2f} ± {row['test_psnr_se']:.2f} |" in table
+        assert row["ood_psnr_mean"] is None
+    assert "mean ± standard error over objects" in table
+
+    # An OOD folder named after the runs finished: they are re-scored, not retrained.
+    runs = scale.plan_runs(study, extra=[f"data.ood_root={root}"])
+    run_dir = tmp_path / "out" / "runs" / runs[0].config.name
+    def training_records():
+        return [record for record in read_metrics(run_dir) if "loss" in record]
+
+    trained = training_records()
+    assert scale.finished_results(runs[0], run_dir) is None
+    rows = scale.run_study(study, tmp_path / "out", runs, progress=False)
+    assert training_records() == trained
+    assert all(r["ood_signals"] == 3 and r["ood_psnr_se"] is not None for r in rows)
+    assert f"| {rows[1]['ood_psnr_mean']:.2f} ± {rows[1]['ood_psnr_se']:.2f} |" in (tmp_path / "out" / "scale.md").read_text()

@@ -121,6 +121,44 @@ def support_view_attention(model, support_rgb: torch.Tensor, rays_o: torch.Tenso
     return maps if transformer_layer is None else maps[:, transformer_layer]
 
 
+def camera_angles(query_poses: torch.Tensor, support_poses: torch.Tensor) -> torch.Tensor:
+    """Degrees between each query camera's and each support camera's direction from the
+    object centre: poses (B, Q, 4, 4) and (B, V, 4, 4) camera-to-world → (B, Q, V)."""
+    def directions(poses):
+        centres = poses[..., :3, 3]
+        return centres / centres.norm(dim=-1, keepdim=True)
+
+    cosine = directions(query_poses) @ directions(support_poses).transpose(-1, -2)
+    return torch.rad2deg(torch.acos(cosine.clamp(-1.0, 1.0)))
+
+
+@torch.no_grad()
+def support_view_use(task, model, batch: dict, subsets=((0, 1), (0,), (1,))) -> dict:
+    """What each support view adds: a view-synthesis model given subsets of its support views.
+
+    batch: an evaluation batch (:class:`transinr.data.views.PosedViews`, B objects, V support
+    and Q held-out views). For each subset (support view indices), the model generates its
+    NeRFs from those views alone and renders every held-out view and every support view.
+    Returns {"angles": (B, Q, V) degrees between held-out and support cameras,
+    "held_out": {subset: (B, Q) PSNR}, "support": {subset: (B, V) PSNR of re-rendering each
+    support view}}. A model that uses a view scores higher on it, and on held-out views
+    near it, when it is in the subset than when it is not.
+    """
+    from .tasks.nvs import view_psnr
+
+    support_keys = ("support_rgb", "support_rays_o", "support_rays_d", "support_poses")
+    as_query = dict(batch, query_rgb=batch["support_rgb"], query_rays_o=batch["support_rays_o"],
+                    query_rays_d=batch["support_rays_d"])
+    held_out, support = {}, {}
+    for subset in subsets:
+        given = dict(batch, **{key: batch[key][:, list(subset)] for key in support_keys})
+        weights = task.generate(model, given)
+        for scores, views in ((held_out, batch), (support, as_query)):
+            scores[tuple(subset)] = view_psnr(task.render_query_views(model, views, weights), views["query_rgb"])
+    return {"angles": camera_angles(batch["query_poses"], batch["support_poses"]), "held_out": held_out,
+            "support": support}
+
+
 def object_to_background_attention(patch_maps: torch.Tensor, views: torch.Tensor, padding: int = 0,
                                    white: float = 0.95) -> torch.Tensor:
     """How much more attention a patch showing the object gets than a background patch.

@@ -40,8 +40,11 @@ def _train(args) -> None:
         print(f"training images (un-augmented, {results['train_items']} spread over the split): "
               f"{results['train_psnr_mean']:.2f} dB")
     if "ood_psnr_mean" in results:
-        print(f"out of distribution ({results['ood_items']} procedural textures): "
-              f"{format_psnr(results['ood_psnr_mean'], results['ood_psnr_std'])}")
+        where = f"objects of {results['ood_root']}" if "ood_root" in results else "procedural textures"
+        print(f"out of distribution ({results['ood_items']} {where}): "
+              f"{format_psnr(results['ood_psnr_mean'], results['ood_psnr_std'], results.get('ood_psnr_se'))}")
+    if "ood_blank_white_psnr" in results:
+        print(f"(a blank white image out of distribution: {results['ood_blank_white_psnr']:.2f} dB)")
     if "mean_image_psnr" in results:
         print(f"(predicting the mean training image: {results['mean_image_psnr']:.2f} dB)")
     if "blank_white_psnr" in results:
@@ -58,8 +61,11 @@ def _evaluate(args) -> None:
     print(f"{args.checkpoint} on {args.split}: {format_psnr(results['psnr_mean'], results['psnr_std'], results.get('psnr_se'))} "
           f"over {results['n']} signals")
     if "ood_psnr_mean" in results:
-        print(f"out of distribution ({results['ood_items']} procedural textures): "
-              f"{format_psnr(results['ood_psnr_mean'], results['ood_psnr_std'])}")
+        where = f"objects of {results['ood_root']}" if "ood_root" in results else "procedural textures"
+        print(f"out of distribution ({results['ood_items']} {where}): "
+              f"{format_psnr(results['ood_psnr_mean'], results['ood_psnr_std'], results.get('ood_psnr_se'))}")
+    if "ood_blank_white_psnr" in results:
+        print(f"(a blank white image out of distribution: {results['ood_blank_white_psnr']:.2f} dB)")
     print(f"figure: {results['figure']}")
 
 

@@ -7,8 +7,10 @@ Each config is meta-trained with :func:`transinr.train.train` in ``DIR/runs/<nam
 held-out split (and the out-of-distribution set). The configs must agree on the
 task, the data (dataset, split, resolution, augmentation of the training stream,
 out-of-distribution set) and the number of training signals seen; anything else — the method,
-its size, its learning rate — may differ. ``key=value`` arguments override every
-config alike (e.g. ``train.max_images=64000``).
+its size, its learning rate — may differ. View synthesis configs may also differ in
+``data.n_support``: every object is scored on the same held-out views (views
+``nvs.train_views …``) whether one or two support views come in. ``key=value`` arguments
+override every config alike (e.g. ``train.max_images=64000``).
 
 Written to DIR:
   ``results.md``     both tables, as Markdown;
@@ -57,7 +59,12 @@ METHOD_LABELS = {
 # Data settings that may differ between compared configs: they change how data is
 # loaded, never which signals are seen.
 DATA_LOADING_KEYS = {"num_workers", "cache_in_memory"}
-NVS_RENDERING_KEYS = {"render_chunk"}
+# render_chunk changes only memory use; render_convention is part of a method (how its
+# NeRF is integrated), and every method is scored against the same pixels.
+NVS_RENDERING_KEYS = {"render_chunk", "render_convention"}
+# View synthesis scores every object on the same held-out views whatever its number of
+# support views (data/views.py), so 1- and 2-view runs share one table.
+NVS_FREE_DATA_KEYS = {"n_support"}
 
 
 def method_label(config: Config) -> str:
@@ -100,7 +107,8 @@ def check_comparable(configs: list[Config], train_size: int) -> int:
                 same(f"{section}.{key}", {c.name: getattr(getattr(c, section), key) for c in configs})
 
     same("task", {c.name: c.task for c in configs})
-    same_section("data", DATA_LOADING_KEYS)
+    view_synthesis = configs[0].task == "nvs" and all(c.task == "nvs" for c in configs)
+    same_section("data", DATA_LOADING_KEYS | (NVS_FREE_DATA_KEYS if view_synthesis else set()))
     if configs[0].task == "nvs":
         same_section("nvs", NVS_RENDERING_KEYS)
     budgets = {c.name: training_signals_seen(c, train_size) for c in configs}
@@ -184,15 +192,31 @@ def lower_median(values: torch.Tensor) -> float:
 # --------------------------------------------------------------------------- formatting
 
 def result_row(config: Config, results: dict, parameters: int) -> dict:
-    """One table row from a run's ``results.json`` (OOD and train PSNR empty where not scored)."""
+    """One table row from a run's ``results.json`` (OOD, train PSNR and baselines empty
+    where not scored). View synthesis rows name their number of support views in the
+    method, since 1- and 2-view runs share a table."""
     def rounded(key: str):
         return round(results[key], 3) if key in results else None
 
-    return {"method": method_label(config), "config": config.name, "parameters": parameters,
+    method = method_label(config)
+    if config.task == "nvs":
+        views = config.data.n_support
+        method += f" ({views} view{'s' if views > 1 else ''})"
+    return {"method": method, "config": config.name, "task": config.task, "parameters": parameters,
             "train_seconds": results["train_seconds"], "training_signals": results["images_seen"],
             "test_psnr_mean": rounded("test_psnr_mean"), "test_psnr_std": rounded("test_psnr_std"),
-            "test_signals": results["test_items"], "train_psnr_mean": rounded("train_psnr_mean"),
-            "ood_psnr_mean": rounded("ood_psnr_mean"), "ood_psnr_std": rounded("ood_psnr_std")}
+            "test_psnr_se": rounded("test_psnr_se"), "test_signals": results["test_items"],
+            "train_psnr_mean": rounded("train_psnr_mean"),
+            "ood_psnr_mean": rounded("ood_psnr_mean"), "ood_psnr_std": rounded("ood_psnr_std"),
+            "ood_psnr_se": rounded("ood_psnr_se"), "ood_signals": results.get("ood_items"),
+            "blank_white_psnr": rounded("blank_white_psnr"), "ood_blank_white_psnr": rounded("ood_blank_white_psnr")}
+
+
+def object_standard_error(row: dict, prefix: str) -> float | None:
+    """The standard error over objects of a view-synthesis row's ``prefix`` ("test", "ood")
+    PSNR, None for image rows: 3D tables show mean ± standard error, so that ≥ 100
+    held-out objects rank methods with an error bar."""
+    return row.get(f"{prefix}_psnr_se") if row.get("task") == "nvs" else None
 
 
 def format_optional(mean: float | None, std: float | None = None) -> str:
@@ -274,19 +298,32 @@ def compare(configs: list[Config], out_dir: str | Path, device: str | None = Non
 
     data = configs[0].data
     first = entries[0]["results"]
+    views = configs[0].task == "nvs"
+
+    def spread(row: dict, prefix: str):
+        return object_standard_error(row, prefix) if views else row[f"{prefix}_psnr_std"]
+
+    summary = (f"held-out PSNR: mean ± standard error over the {first['test_items']} test objects, "
+               f"each object's PSNR the mean over its held-out views" if views else
+               f"held-out PSNR (mean ± std) over the {first['test_items']} signals of the test split")
     lines = [f"# Comparison on {data.name} at {data.resolution} px",
              "",
-             f"Every method saw {budget:,} training signals; held-out PSNR over the "
-             f"{first['test_items']} signals of the test split.",
+             f"Every method saw {budget:,} training signals; {summary}.",
              "",
              markdown_table(
                  ["Method", "Config", "Parameters", "Train time", "Held-out PSNR (dB)", "Train PSNR (dB)",
                   "OOD PSNR (dB)"],
                  [[r["method"], f"`{r['config']}`", format_count(r["parameters"]),
-                   format_duration(r["train_seconds"]), f"{r['test_psnr_mean']:.2f} ± {r['test_psnr_std']:.2f}",
-                   format_optional(r["train_psnr_mean"]), format_optional(r["ood_psnr_mean"], r["ood_psnr_std"])]
+                   format_duration(r["train_seconds"]), format_optional(r["test_psnr_mean"], spread(r, "test")),
+                   format_optional(r["train_psnr_mean"]), format_optional(r["ood_psnr_mean"], spread(r, "ood"))]
                   for r in rows])]
-    if first.get("ood_items"):
+    if views:
+        lines += ["", f"Rendering a blank white image for every held-out view: {first['blank_white_psnr']:.2f} dB."]
+        if first.get("ood_items"):
+            lines += ["", f"OOD: the {first['ood_items']} test objects of `data.ood_root` ({first['ood_root']}), "
+                          f"scored on the same held-out views; a blank white image scores "
+                          f"{first['ood_blank_white_psnr']:.2f} dB there."]
+    elif first.get("ood_items"):
         lines += ["", f"OOD: the {first['ood_items']} procedural textures of `data.ood: textures` "
                       f"(transinr/data/textures.py), never seen in training. Train PSNR: "
                       f"{first['train_items']} un-augmented training images evenly spaced over the split."]

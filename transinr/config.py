@@ -53,6 +53,11 @@ class DataConfig:
     # Image tasks: an out-of-distribution set scored next to the test split
     # ("textures": procedural textures, data/textures.py); null: none.
     ood: str | None = "textures"
+    # View synthesis: a folder in the learnit layout (e.g. the Sweet Home 3D furniture built by
+    # ``python -m transinr build-3d --source sweethome3d``) whose test split of
+    # ``data.category`` is scored as out-of-distribution objects, on the same held-out views
+    # as the test split; null: none.
+    ood_root: str | None = None
 
 
 @dataclass
@@ -122,6 +127,10 @@ class NVSConfig:
     # held-out objects are scored on views train_views … (learnit's 25–49).
     train_views: int = 25
     train_query_views: int = 1  # views per object the training rays are drawn from
+    # Draw the training rays from the support views too (as well as from the
+    # train_query_views others), so the generated NeRF must reproduce what each of its input
+    # views shows; false: from the other views only (the paper).
+    supervise_support_views: bool = False
     eval_views: int | None = None  # cap on held-out views rendered per test object (None: all)
     tto_steps: int = 100  # test-time optimisation
     tto_lr: float = 1e-4

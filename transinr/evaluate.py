@@ -35,7 +35,10 @@ def spread_subset(dataset, count: int):
 @torch.no_grad()
 def evaluate_split(task, model, dataset, device, max_items: int | None = None, batch_size: int = 16,
                    progress: bool = False) -> dict:
-    """Mean and std of per-signal PSNR over (the first ``max_items`` of) ``dataset``."""
+    """Mean, std and standard error of per-signal PSNR over (the first ``max_items`` of)
+    ``dataset``. A signal is what ``task.psnr`` scores one of: an image, or for view
+    synthesis an object (its PSNR the mean over its held-out views), so ``n`` and the
+    standard error count objects there."""
     model.eval()
     loader = DataLoader(_subset(dataset, max_items), batch_size=batch_size, shuffle=False)
     scores = []
@@ -74,11 +77,18 @@ def write_image_samples(task, model, test_set, device, path: Path, n: int = 8) -
 
 
 def ood_scores(task, model, ood_set, device, batch_size: int) -> dict:
-    """``ood_psnr_mean``, ``ood_psnr_std`` and ``ood_items`` on the out-of-distribution set ({} if none)."""
+    """``ood_psnr_mean``, ``_std``, ``_se`` and ``ood_items`` on the out-of-distribution set
+    ({} if none); for view synthesis also ``ood_blank_white_psnr``, the floor on that set,
+    and ``ood_root``, where its objects came from."""
     if ood_set is None:
         return {}
     scores = evaluate_split(task, model, ood_set, device, None, batch_size)
-    return {"ood_psnr_mean": scores["psnr_mean"], "ood_psnr_std": scores["psnr_std"], "ood_items": scores["n"]}
+    results = {"ood_psnr_mean": scores["psnr_mean"], "ood_psnr_std": scores["psnr_std"],
+               "ood_psnr_se": scores["psnr_se"], "ood_items": scores["n"]}
+    if task.kind == "nvs":
+        results["ood_blank_white_psnr"] = task.blank_white_psnr(ood_set)
+        results["ood_root"] = str(ood_set.root)
+    return results
 
 
 def evaluate_run_end(task, model, train_set, test_set, device, config, run_dir: Path,
@@ -110,7 +120,11 @@ def evaluate_run_end(task, model, train_set, test_set, device, config, run_dir: 
         figure = write_image_samples(task, model, test_set, device, run_dir / "samples.png",
                                      config.train.figure_images)
     else:
+        from .data import build_ood_dataset
+
         results["blank_white_psnr"] = task.blank_white_psnr(test_set)
+        results["test_psnr_per_object"] = scores["per_item"]  # each the mean over its held-out views
+        results.update(ood_scores(task, model, build_ood_dataset(config), device, config.train.batch_size))
         figure = task.write_samples(model, test_set, device, run_dir)
     results["figure"] = str(figure)
     write_json(run_dir / "results.json", results)
@@ -140,7 +154,11 @@ def evaluate_checkpoint(checkpoint_path: str | Path, split: str = "test", device
             raise ConfigError("evaluate takes data/train/nvs overrides only: the model is the checkpoint's")
         config = config_from_dict(_merge(config_to_dict(config), changes))
     task = build_task(config)
-    dataset = plain_images(build_dataset(config, split))  # training PSNR is on the un-augmented images
+    dataset = build_dataset(config, split)
+    if dataset is None:
+        raise ConfigError(f"evaluate --split {split}: the config names no out-of-distribution set "
+                          f"(data.ood for images, data.ood_root for view synthesis)")
+    dataset = plain_images(dataset)  # training PSNR is on the un-augmented images
     default_out = (Path("runs") / "pretrained" / trained.name if trained.kind == "shipped"
                    else trained.path.parent)
     out_dir = Path(out_dir) if out_dir else default_out
@@ -158,7 +176,12 @@ def evaluate_checkpoint(checkpoint_path: str | Path, split: str = "test", device
         figure = write_image_samples(task, model, dataset, device, out_dir / f"samples_{split}.png",
                                      config.train.figure_images)
     else:
+        from .data import build_ood_dataset
+
         results["blank_white_psnr"] = task.blank_white_psnr(dataset, max_items)
+        results["psnr_per_object"] = scores["per_item"]
+        if split != "ood":
+            results.update(ood_scores(task, model, build_ood_dataset(config), device, config.train.batch_size))
         results.update(task.evaluation_settings())
         figure = task.write_samples(model, dataset, device, out_dir)
     results["figure"] = str(figure)

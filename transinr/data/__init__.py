@@ -15,7 +15,7 @@ VIEW_DATASETS = ("shapes3d", "learnit")
 
 def build_dataset(config: Config, split: str):
     """The dataset for ``split``: "train" (augmented if ``data.augment`` says so), "test"
-    ("val" where the data has one), or "ood" (the out-of-distribution set, image tasks)."""
+    ("val" where the data has one), or "ood" (the out-of-distribution set)."""
     data = config.data
     if split == "ood":
         return build_ood_dataset(config)
@@ -79,7 +79,11 @@ OOD_SETS = ("textures",)
 
 
 def build_ood_dataset(config: Config, resolution: int | None = None):
-    """The out-of-distribution set named by ``data.ood`` at the data's resolution, or None."""
+    """The out-of-distribution set, or None: for images the set named by ``data.ood`` at
+    the data's resolution; for view synthesis the test split of ``data.ood_root``."""
+    if config.task == "nvs":
+        from .views import build_ood_view_dataset
+        return build_ood_view_dataset(config)
     name = config.data.ood
     if name is None or config.task != "image":
         return None

@@ -62,7 +62,7 @@ def _spellings(category: str) -> list[str]:
     return names
 
 
-def _find_split_file(root: Path, category: str) -> Path:
+def find_split_file(root: Path, category: str) -> Path:
     for name in _spellings(category):
         path = root / f"{name}_splits.json"
         if path.is_file():
@@ -73,7 +73,7 @@ def _find_split_file(root: Path, category: str) -> Path:
     )
 
 
-def _find_category_dir(root: Path, category: str) -> Path:
+def find_category_dir(root: Path, category: str) -> Path:
     for name in _spellings(category):
         if (root / name).is_dir():
             return root / name
@@ -216,13 +216,13 @@ class LearnitShapeNet(Dataset):
         self.near, self.far, self.seed = near, far, seed
         self._cache: dict[int, torch.Tensor] | None = {} if cache else None
 
-        split_file = _find_split_file(self.root, category)
+        split_file = find_split_file(self.root, category)
         try:
             with open(split_file) as f:
                 ids = json.load(f)[split]
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise ValueError(f"{split_file}: expected a JSON object with a '{split}' list of ids ({err})") from None
-        category_dir = _find_category_dir(self.root, category)
+        category_dir = find_category_dir(self.root, category)
 
         self.objects: list[dict] = []
         skipped: list[tuple[str, str]] = []

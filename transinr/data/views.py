@@ -12,7 +12,8 @@
   layout by ``transinr render-meshes``) under ``data.root``.
 
 Training items: ``data.n_support`` support views and ``nvs.train_rays`` query rays
-from ``nvs.train_query_views`` other views, all drawn from views
+from ``nvs.train_query_views`` other views (and from the support views themselves with
+``nvs.supervise_support_views``), all drawn from views
 ``0 … nvs.train_views-1``; in the first ``nvs.foreground_epochs`` epochs a share
 ``nvs.foreground_fraction`` of the rays hits the object (so the model does not learn
 "everything is white background" first).
@@ -23,6 +24,10 @@ same set whatever the number of support views, so 1- and 2-view scores compare),
 thinned to ``nvs.eval_views`` evenly spaced ones when that cap is set. Objects with
 no view past ``nvs.train_views`` (small home-made sets) are scored on every
 non-support view instead.
+
+Out of distribution (``build_ood_view_dataset``): the test split of ``data.category`` in
+the learnit-layout folder ``data.ood_root`` (the Sweet Home 3D furniture, say), read
+exactly like the test split above.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import numpy as np
 import torch
 
 from ..config import Config, ConfigError
-from .learnit import LEARNIT_HINT, LearnitShapeNet
+from .learnit import LEARNIT_HINT, LearnitShapeNet, find_category_dir, find_split_file
 
 EMBEDDED_BUILD_RESOLUTION = 64
 
@@ -46,14 +51,18 @@ class PosedViews(LearnitShapeNet):
             ``foreground_fraction`` to ``fraction`` while ``e < epochs``, else 0.
         heldout_from: on evaluation splits, query views are the views with index
             ``>= heldout_from`` (capped to ``max_query_views`` evenly spaced ones).
+        supervise_support: on the train split, the support views are query views too
+            (after the others), so query rays are drawn from them as well.
     """
 
     def __init__(self, *args, foreground_schedule: tuple[float, int] = (0.0, 0),
-                 heldout_from: int | None = None, max_query_views: int | None = None, **kwargs):
+                 heldout_from: int | None = None, max_query_views: int | None = None,
+                 supervise_support: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.foreground_schedule = foreground_schedule
         self.heldout_from = heldout_from
         self.max_query_views = max_query_views
+        self.supervise_support = supervise_support
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -76,7 +85,8 @@ class PosedViews(LearnitShapeNet):
 
     def _choose_views(self, index: int) -> tuple[list[int], list[int]]:
         if self.split == "train":
-            return super()._choose_views(index)
+            support, query = super()._choose_views(index)
+            return support, query + support if self.supervise_support else query
         return list(self.support_views), self.query_views_of(index)
 
     @property
@@ -117,8 +127,31 @@ def view_dataset_root(config: Config) -> Path:
     raise ConfigError(f"dataset 'learnit' needs data.root=PATH. {LEARNIT_HINT}")
 
 
-def build_view_dataset(config: Config, split: str) -> PosedViews:
-    """The posed-view dataset of ``config`` for ``split`` ("train", "val" or "test")."""
+def ood_build_hint() -> str:
+    from .sweethome3d import default_sweethome3d_root
+
+    return (f"Build the real Sweet Home 3D chairs with: sudo apt-get install -y sweethome3d-furniture && "
+            f"python -m transinr build-3d --source sweethome3d (it writes {default_sweethome3d_root()})")
+
+
+def ood_view_root(config: Config) -> Path | None:
+    """``data.ood_root`` as a path (None when unset), checked to hold the test split of
+    ``data.category``: a missing folder is one error naming it and the command that builds
+    it, raised before any training starts."""
+    if config.data.ood_root is None:
+        return None
+    root = Path(config.data.ood_root).expanduser()
+    try:
+        find_split_file(root, config.data.category)
+        find_category_dir(root, config.data.category)
+    except FileNotFoundError:
+        state = "does not exist" if not root.exists() else f"holds no '{config.data.category}' objects in the learnit layout"
+        raise ConfigError(f"data.ood_root={config.data.ood_root!r}: the out-of-distribution folder {root} {state}. "
+                          f"{ood_build_hint()}; or set data.ood_root=null") from None
+    return root
+
+
+def _check_view_counts(config: Config) -> None:
     data, nvs = config.data, config.nvs
     if data.name not in ("shapes3d", "learnit"):
         raise ValueError(f"build_view_dataset: data.name must be 'shapes3d' or 'learnit', got {data.name!r}")
@@ -127,12 +160,33 @@ def build_view_dataset(config: Config, split: str) -> PosedViews:
             f"nvs.train_views={nvs.train_views} leaves no room for {data.n_support} support and "
             f"{nvs.train_query_views} query views per training object"
         )
-    common = dict(root=view_dataset_root(config), category=data.category, n_support=data.n_support,
-                  resolution=_resolution(config), cache=data.cache_in_memory, near=nvs.near, far=nvs.far,
-                  seed=config.train.seed)
+
+
+def _views_in(root: Path, config: Config, split: str) -> PosedViews:
+    """``split`` of the learnit-layout folder ``root``, as ``config`` trains or scores it."""
+    data, nvs = config.data, config.nvs
+    common = dict(root=root, category=data.category, n_support=data.n_support, resolution=_resolution(config),
+                  cache=data.cache_in_memory, near=nvs.near, far=nvs.far, seed=config.train.seed)
     if split == "train":
         return PosedViews(split="train", n_query=nvs.train_query_views, train_views=range(nvs.train_views),
-                          query_rays=nvs.train_rays,
+                          query_rays=nvs.train_rays, supervise_support=nvs.supervise_support_views,
                           foreground_schedule=(nvs.foreground_fraction, nvs.foreground_epochs), **common)
     return PosedViews(split=split, n_query="all", heldout_from=nvs.train_views,
                       max_query_views=nvs.eval_views, **common)
+
+
+def build_view_dataset(config: Config, split: str) -> PosedViews:
+    """The posed-view dataset of ``config`` for ``split`` ("train", "val" or "test")."""
+    _check_view_counts(config)
+    ood_view_root(config)  # a missing OOD folder fails now, not after hours of training
+    return _views_in(view_dataset_root(config), config, split)
+
+
+def build_ood_view_dataset(config: Config) -> PosedViews | None:
+    """The test split of ``data.ood_root`` scored like the test split (same support and
+    held-out views), or None when ``data.ood_root`` is unset."""
+    root = ood_view_root(config)
+    if root is None:
+        return None
+    _check_view_counts(config)
+    return _views_in(root, config, "test")

@@ -155,6 +155,25 @@ def write_gif(frames: list[np.ndarray], path: Path, seconds_per_turn: float = 4.
     return path
 
 
+# -- scoring ----------------------------------------------------------------------------
+
+
+def view_psnr(rendered: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Rendered and true views (B, Q, 3, H, W) → (B, Q) each view's PSNR."""
+    return psnr_per_item(rendered.flatten(0, 1), target.flatten(0, 1)).view(target.shape[:2])
+
+
+def object_psnr(rendered: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Rendered and true held-out views (B, Q, 3, H, W) → (B,) each object's PSNR: the mean
+    over its Q views of each view's PSNR.
+
+    The object is the unit of a held-out score, so the standard error of a mean over
+    objects (evaluate.evaluate_split) counts objects, not views: the views of one object
+    are not independent samples.
+    """
+    return view_psnr(rendered, target).mean(1)
+
+
 # -- the task --------------------------------------------------------------------------
 
 
@@ -242,11 +261,9 @@ class ViewSynthesis:
         return loss, float(mse_to_psnr(loss.detach()))
 
     def psnr(self, model, batch: dict) -> torch.Tensor:
-        """(B,) each object's held-out PSNR: the mean over its query views of each view's PSNR."""
+        """(B,) each object's held-out PSNR (:func:`object_psnr`)."""
         weights = self.evaluation_weights(model, batch)
-        rendered = self.render_query_views(model, batch, weights)
-        target = batch["query_rgb"]
-        return psnr_per_item(rendered.flatten(0, 1), target.flatten(0, 1)).view(target.shape[:2]).mean(1)
+        return object_psnr(self.render_query_views(model, batch, weights), batch["query_rgb"])
 
     def evaluation_settings(self) -> dict:
         """What a held-out score depends on beyond the checkpoint, for the results file."""
@@ -292,7 +309,7 @@ class ViewSynthesis:
                               batch["near"], batch["far"], nvs.n_samples, nvs.render_chunk)
             for k in range(n_novel)], dim=1)  # (B, n_novel, 3, H, W)
         truth = batch["query_rgb"][:, :n_novel]
-        scores = psnr_per_item(novel.flatten(0, 1), truth.flatten(0, 1)).view(n_objects, n_novel)
+        scores = view_psnr(novel, truth)
         rows = []
         for b in range(n_objects):
             name = batch["object_id"][b]
