@@ -65,11 +65,14 @@ def image_psnr(hyponet: nn.Module, weights: list[torch.Tensor], images: torch.Te
 
 
 def fit_from_scratch(hyponet: nn.Module, images: torch.Tensor, steps: int, lr: float = 1e-3,
-                     record_every: int = 10, seed: int = 0, progress: bool = False) -> dict:
+                     record_every: int = 10, seed: int = 0, progress: bool = False,
+                     initial_weights: list[torch.Tensor] | None = None) -> dict:
     """Fit one randomly initialised hyponet per image by Adam.
 
     images: (B, 3, H, W) in [0, 1]. PSNR is recorded at step 0 and after every
-    ``record_every`` steps (and after the last one).
+    ``record_every`` steps (and after the last one). ``initial_weights`` (per layer
+    (B, in+1, out), e.g. the weights a meta-learner generated) start the fit instead of
+    a random init; they are copied, not changed.
 
     Returns a dict:
       ``steps``: (R,) the step of each record;
@@ -81,9 +84,11 @@ def fit_from_scratch(hyponet: nn.Module, images: torch.Tensor, steps: int, lr: f
     """
     if steps < 0 or record_every < 1:
         raise ValueError(f"need steps ≥ 0 and record_every ≥ 1, got {steps} and {record_every}")
-    generator = torch.Generator().manual_seed(seed)
-    weights = [w.requires_grad_(True) for w in random_hyponet_weights(
-        hyponet.layer_shapes, images.shape[0], generator, images.device, images.dtype)]
+    if initial_weights is None:
+        generator = torch.Generator().manual_seed(seed)
+        initial_weights = random_hyponet_weights(hyponet.layer_shapes, images.shape[0], generator,
+                                                 images.device, images.dtype)
+    weights = [w.detach().clone().requires_grad_(True) for w in initial_weights]
     optimizer = torch.optim.Adam(weights, lr=lr)
     loss_fn = image_reconstruction_losses(hyponet, images)
     clock = Stopwatch(images.device)
