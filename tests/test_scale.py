@@ -91,6 +91,28 @@ def test_a_run_saved_before_a_config_key_existed_still_counts_as_finished(tmp_pa
     assert scale.finished_results(runs[0], config_path.parent) is None
 
 
+def test_a_view_synthesis_study_runs_and_may_vary_the_render_convention(tmp_path, one_thread):
+    """A 3D study: models sized from the posed views; the volume-rendering convention is
+    part of a method, so runs that differ in it share one table."""
+    from transinr.data.procedural_shapes import build_embedded_3d
+
+    from .helpers import tiny_nvs_config, write_config_yaml
+
+    root = tmp_path / "views"
+    build_embedded_3d(root, n_objects_per_category=4, n_views=6, resolution=16, categories=("chair",))
+    config = tiny_nvs_config(root, turntable_frames=2)
+    config.nvs.eval_views = 1
+    path = write_config_yaml(config, tmp_path / "nvs.yaml")
+    study_path = tmp_path / "study.yaml"
+    study_path.write_text(yaml.safe_dump({
+        "name": "tiny_nvs", "budgets": [4], "methods": {"trans_inr": str(path)},
+        "sizes_for": "trans_inr", "sizes": {"nerf": ["nvs.render_convention=nerf"]}}))
+    study = scale.load_study(study_path)
+    rows = scale.run_study(study, tmp_path / "out", scale.plan_runs(study), progress=False)
+    assert [r["config"] for r in rows] == ["trans_inr_4", "trans_inr_nerf_4"]
+    assert all(r["training_signals"] == 4 and r["test_psnr_mean"] > 0 for r in rows)
+
+
 def test_a_3d_study_puts_1_and_2_views_in_one_table_with_standard_errors_and_ood(tmp_path, one_thread):
     from transinr.data.procedural_shapes import build_embedded_3d
 

@@ -30,6 +30,7 @@ from .compare import (check_comparable, count_parameters, format_count, format_d
 from .config import CONFIG_DIR, Config, ConfigError, load_config, resolve_shipped_yaml
 from .data import build_dataset
 from .models import build_model
+from .tasks import build_task
 from .train import run_config_changes, train
 
 STUDY_DIR = CONFIG_DIR / "studies"
@@ -161,7 +162,8 @@ def run_study(study: Study, out_dir: str | Path, runs: list[PlannedRun], device:
     train_size = len(build_dataset(runs[0].config, "train"))
     for budget in sorted({r.budget for r in runs}):
         check_comparable([r.config for r in runs if r.budget == budget], train_size)
-    image_size = build_dataset(runs[0].config, "test")[0].shape[-1]
+    task = build_task(runs[0].config)
+    image_size = task.image_size(task.datasets()[1])  # the size the models are built for
     report_runs = runs if report_runs is None else report_runs
     trained_now = {}
 
