@@ -74,6 +74,7 @@ EXTERNAL_COMMANDS = {
     "build-emoji": ("transinr.data.build_emoji", "rebuild the shipped 64 px emoji file, or the full-size cache"),
     "compare": ("transinr.compare", "train several configs on the same budget and write the comparison tables"),
     "scale": ("transinr.scale", "scaling study: every method at growing budgets, Trans-INR at several sizes; table and plot"),
+    "paired": ("transinr.paired", "per-signal PSNR differences of trained models against a reference, with paired standard errors"),
     "ablate-groups": ("transinr.ablation", "train G = 1, 4, 16, 64 weight groups at equal budget; table and figure"),
     "export": ("transinr.pretrained", "turn a checkpoint into a small fp16 safetensors file (a shipped model)"),
     "figures": ("transinr.figures", "draw the analysis figures (attention, layer-wise decoding, weight statistics)"),
