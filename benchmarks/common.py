@@ -17,6 +17,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
+from torch.profiler import record_function
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry, register_flop_formula
 
@@ -113,6 +114,10 @@ def matmul_peak_gflops(device: torch.device, size: int = DEFAULT_PEAK_SIZE, repe
 
 # -- training steps -------------------------------------------------------------------
 
+# The spans of a training step, named for torch.profiler (profile_step.py); a label costs
+# a few microseconds when no profiler runs.
+PHASE_LABELS = {"forward": "forward", "backward": "backward", "optimiser": "optimiser"}
+
 
 def training_step_closures(config, task, model, batch, device: torch.device):
     """``(step, forward_backward)`` over one fixed batch, as the training loop runs them.
@@ -127,11 +132,13 @@ def training_step_closures(config, task, model, batch, device: torch.device):
     model.train()
 
     def step() -> None:
-        with autocast:
+        with record_function(PHASE_LABELS["forward"]), autocast:
             loss, _ = task.training_loss(step_model, batch, 0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        with record_function(PHASE_LABELS["backward"]):
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        with record_function(PHASE_LABELS["optimiser"]):
+            optimizer.step()
 
     def forward_backward() -> None:
         with autocast:

@@ -55,6 +55,47 @@ def shared_input_layer(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return out + weight[:, -1:, :]
 
 
+# An output layer with at most this many outputs (an INR's rgb or rgb + density head) is
+# computed by NarrowLinear.
+NARROW_OUTPUTS = 8
+
+
+class NarrowLinear(torch.autograd.Function):
+    """``bias + x @ W`` of B layers with few outputs: x (B, N, in), weight (B, in, out),
+    bias (B, 1, out) → (B, N, out), the same sums as ``torch.baddbmm(bias, x, weight)``.
+
+    Laid out as x @ W, a product with 3 or 4 output columns runs at a few per cent of the
+    matmul peak, and so does its weight gradient xᵀ @ grad (an (in × N)·(N × out) product).
+    Transposed, (Wᵀ @ xᵀ)ᵀ and (gradᵀ @ x)ᵀ, the few outputs are the rows of a wide product:
+    several times faster. The output is that transposed (non-contiguous) view. The backward
+    is made of differentiable ops, so a second-order gradient (MAML) goes through it; it works
+    in the dtype of the incoming gradient and hands back each input's own (autocast).
+    """
+
+    @staticmethod
+    def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(bias.transpose(1, 2), weight.transpose(1, 2), x.transpose(1, 2)).transpose(1, 2)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, weight, bias = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.dtypes = (x.dtype, weight.dtype, bias.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        x_dtype, weight_dtype, bias_dtype = ctx.dtypes
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.bmm(grad, weight.to(grad.dtype).transpose(1, 2)).to(x_dtype)  # (B, N, in)
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.bmm(grad.transpose(1, 2), x.to(grad.dtype)).transpose(1, 2).to(weight_dtype)
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(dim=1, keepdim=True).to(bias_dtype)
+        return grad_x, grad_weight, grad_bias
+
+
 def run_mlp(x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
     """Batched MLP with ReLU between layers and none after the last.
 
@@ -65,12 +106,27 @@ def run_mlp(x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
     for index, weight in enumerate(weights):
         if x.shape[0] == 1 and weight.shape[0] > 1:
             x = shared_input_layer(x[0], weight)
+        elif index == last and weight.shape[-1] <= NARROW_OUTPUTS:  # no ReLU follows its view
+            x = NarrowLinear.apply(x, weight[:, :-1, :], weight[:, -1:, :])
         else:
             # baddbmm fuses ``bias + x @ W`` into one kernel.
             x = torch.baddbmm(weight[:, -1:, :], x, weight[:, :-1, :])
         if index < last:
-            x = F.relu(x)
+            # In place: the layer's output is a fresh tensor that its backward does not
+            # need (it keeps its inputs), so ReLU reuses its memory instead of a new one.
+            x = F.relu(x, inplace=True)
     return x
+
+
+# Points evaluated at a time when no gradient is needed (rendering, scoring): the batch's
+# activations for that many points stay in cache and in the allocator's reused memory.
+# A whole view at once instead makes every layer a fresh allocation of hundreds of MB
+# (4096 rays × 128 samples × 256 channels × 4 bytes = 512 MB), written and read from RAM.
+EVALUATION_BLOCK_VALUES = 2**18  # batch × points × widest layer, per block
+
+
+def needs_gradient(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 class MLPHyponet(nn.Module):
@@ -103,11 +159,33 @@ class MLPHyponet(nn.Module):
 
     def forward(self, coords: torch.Tensor, weights: list[torch.Tensor], **extra) -> torch.Tensor:
         """coords: (B, ..., in_dim), or (1, ..., in_dim) shared by all B INRs (encoded
-        once); weights: per layer (B, in+1, out) → (B, ..., out_dim)."""
+        once); weights: per layer (B, in+1, out) → (B, ..., out_dim). Tensors in
+        ``extra`` (view directions) are shaped like ``coords``.
+
+        Without a gradient to compute, the points go through in blocks (see
+        ``EVALUATION_BLOCK_VALUES``): each point's output is the same, the memory traffic less.
+        """
         coord_batch, *spatial, _ = coords.shape
-        features = self.encode(coords.reshape(coord_batch, -1, self.in_dim), **extra)
-        out = run_mlp(features, weights)
-        return self.transform_output(out).reshape(weights[0].shape[0], *spatial, -1)
+        points = coords.reshape(coord_batch, -1, self.in_dim)
+        extra = {key: value.reshape(coord_batch, points.shape[1], -1) if torch.is_tensor(value) else value
+                 for key, value in extra.items()}
+        batch = weights[0].shape[0]
+        extra_tensors = [value for value in extra.values() if torch.is_tensor(value)]
+        widest = max(max(fan_in - 1, fan_out) for fan_in, fan_out in self.layer_shapes)
+        block = max(1, EVALUATION_BLOCK_VALUES // (batch * widest))
+        if needs_gradient(points, *weights, *extra_tensors) or points.shape[1] <= block:
+            out = self.transform_output(run_mlp(self.encode(points, **extra), weights))
+        else:
+            out = None
+            for start in range(0, points.shape[1], block):
+                rows = slice(start, start + block)
+                block_extra = {key: value[:, rows] if torch.is_tensor(value) else value
+                               for key, value in extra.items()}
+                part = self.transform_output(run_mlp(self.encode(points[:, rows], **block_extra), weights))
+                if out is None:  # the dtype the layers give (bf16 under autocast)
+                    out = part.new_empty(batch, points.shape[1], part.shape[-1])
+                out[:, rows] = part
+        return out.reshape(batch, *spatial, -1)
 
 
 class ImageHyponet(MLPHyponet):

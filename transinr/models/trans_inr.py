@@ -51,9 +51,13 @@ class TransINR(nn.Module):
         data = self.tokenizer(*observations)
         n_data = data.shape[1]
         tokens = torch.cat([data, self.weight_tokens.initial(data.shape[0])], dim=1)
-        encoded = self.transformer(tokens, return_attention=return_attention,
-                                   return_hidden=return_layer_weights)
-        weights = self.weight_tokens.decode(encoded.tokens[:, n_data:])
+        n_weight = tokens.shape[1] - n_data
+        # Only the weight tokens' outputs are decoded: unless every token is asked for, the
+        # last block updates those alone (the same weights, less work).
+        every_token = return_attention or return_layer_weights
+        encoded = self.transformer(tokens, return_attention=return_attention, return_hidden=return_layer_weights,
+                                   keep_last=None if every_token else n_weight)
+        weights = self.weight_tokens.decode(encoded.tokens[:, -n_weight:])
         layer_weights = None
         if return_layer_weights:
             layer_weights = [self.weight_tokens.decode(h[:, n_data:]) for h in encoded.hidden]

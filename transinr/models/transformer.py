@@ -36,11 +36,27 @@ class MultiHeadSelfAttention(nn.Module):
         self.out = nn.Linear(inner, dim)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        """x: (B, N, D) → (B, N, D), and attention (B, heads, N, N) if asked."""
+    def forward(self, x: torch.Tensor, return_attention: bool = False, n_queries: int | None = None):
+        """x: (B, N, D) → (B, n, D) for the last n = ``n_queries`` tokens (all N by default),
+        and attention (B, heads, n, N) if asked.
+
+        Every token is a key and a value; only the last n are queries. Their outputs are
+        the same as those of the full pass (each token's output depends on its own query
+        and on all keys and values), without computing the N − n others.
+        """
         batch, n_tokens, _ = x.shape
-        qkv = self.qkv(x).view(batch, n_tokens, 3, self.n_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, head_dim)
+        n_queries = n_tokens if n_queries is None else n_queries
+        if n_queries == n_tokens:
+            qkv = self.qkv(x).view(batch, n_tokens, 3, self.n_heads, self.head_dim)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, head_dim)
+        else:
+            # The fused projection's rows are q, then k, then v: project only what is used.
+            inner = self.n_heads * self.head_dim
+            weight, bias = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, n_tokens - n_queries:], weight[:inner], None if bias is None else bias[:inner])
+            q = q.view(batch, n_queries, self.n_heads, self.head_dim).transpose(1, 2)  # (B, heads, n, hd)
+            kv = F.linear(x, weight[inner:], None if bias is None else bias[inner:])
+            k, v = kv.view(batch, n_tokens, 2, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         dropout = self.dropout if self.training else 0.0
         attention = None
         if return_attention:
@@ -49,7 +65,7 @@ class MultiHeadSelfAttention(nn.Module):
             mixed = F.dropout(attention, dropout, self.training) @ v
         else:
             mixed = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
-        mixed = mixed.transpose(1, 2).reshape(batch, n_tokens, -1)
+        mixed = mixed.transpose(1, 2).reshape(batch, n_queries, -1)
         return self.out(mixed), attention
 
 
@@ -75,9 +91,12 @@ class TransformerBlock(nn.Module):
         self.mlp_norm = nn.LayerNorm(dim)
         self.mlp = FeedForward(dim, mlp_dim, dropout)
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        """x: (B, N, D) → (B, N, D), attention (B, heads, N, N) or None."""
-        update, attention = self.attn(self.attn_norm(x), return_attention)
+    def forward(self, x: torch.Tensor, return_attention: bool = False, keep_last: int | None = None):
+        """x: (B, N, D) → (B, n, D), attention (B, heads, n, N) or None, for the last
+        n = ``keep_last`` tokens (all N by default): the others are read, not updated."""
+        update, attention = self.attn(self.attn_norm(x), return_attention, keep_last)
+        if keep_last is not None:
+            x = x[:, x.shape[1] - keep_last:]
         x = x + update
         x = x + self.mlp(self.mlp_norm(x))
         return x, attention
@@ -87,7 +106,8 @@ class TransformerBlock(nn.Module):
 class EncoderOutput:
     """What a Transformer pass hands back.
 
-    tokens: (B, N, D) final tokens.
+    tokens: (B, N, D) final tokens (B, n, D: the last n only, when the pass was asked
+      to ``keep_last`` n).
     hidden: per block, the tokens after it — ``depth`` tensors (B, N, D) — when asked.
     attention: per block, (B, heads, N, N) attention weights — when asked.
     """
@@ -121,12 +141,25 @@ class TransformerEncoder(nn.Module):
         x: torch.Tensor,
         return_attention: bool = False,
         return_hidden: bool = False,
+        keep_last: int | None = None,
     ) -> EncoderOutput:
-        """x: (B, N, D). Returns an :class:`EncoderOutput`."""
+        """x: (B, N, D). Returns an :class:`EncoderOutput`.
+
+        ``keep_last``: only the last n tokens of the output are wanted (Trans-INR reads its
+        weight tokens alone). The last block then computes those only: queries, attention
+        output and MLP of n tokens instead of N — the same values, less work. It cannot be
+        combined with ``return_hidden`` or ``return_attention``, which show every token.
+        """
+        if keep_last is not None and (return_hidden or return_attention):
+            raise ValueError("keep_last leaves tokens out of the last block; it cannot be combined with "
+                             "return_hidden or return_attention")
+        if keep_last is not None and not 0 < keep_last <= x.shape[1]:
+            raise ValueError(f"keep_last must be in 1 … {x.shape[1]} (the number of tokens), got {keep_last}")
         hidden = [] if return_hidden else None
         attention = [] if return_attention else None
-        for block in self.blocks:
-            x, attn = block(x, return_attention)
+        last = len(self.blocks) - 1
+        for index, block in enumerate(self.blocks):
+            x, attn = block(x, return_attention, keep_last if index == last else None)
             if return_hidden:
                 hidden.append(x)
             if return_attention:
