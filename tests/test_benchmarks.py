@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from transinr.config import ConfigError, load_config
-from transinr.models import build_model
+from transinr.models import NeRFHyponet, TransformerEncoder, build_model, hyponets
+from transinr.models.hyponets import NarrowLinear, run_mlp
 from transinr.models.tokenizers import patchify
 from transinr.models.weight_tokens import modulate_columns
 from transinr.tasks import build_task
@@ -250,3 +251,147 @@ def test_gpu_check_runs_tiny_on_cpu_and_writes_one_results_file(tmp_path, one_th
     assert saved["celeba178 fp32"]["images_per_s"] > 0 and 0 < saved["celeba178 fp32"]["share_of_peak"]
     assert saved["shapenet_chairs_1view fp32"]["rendering"]["rays_per_s"] > 0
     assert saved["emoji32 training fp32"]["loss_falls"]
+
+
+# -- the faster step computes the same function ------------------------------------------
+
+
+def test_last_block_of_only_the_kept_tokens_gives_the_same_tokens_and_gradients(one_thread):
+    torch.manual_seed(0)
+    encoder = TransformerEncoder(dim=16, depth=2, n_heads=2, head_dim=8, mlp_dim=32, qkv_bias=True).double()
+    x = torch.randn(3, 9, 16, dtype=torch.float64, requires_grad=True)
+    full = encoder(x).tokens[:, -4:]
+    kept = encoder(x, keep_last=4).tokens
+    assert kept.shape == (3, 4, 16)
+    assert torch.allclose(kept, full, atol=1e-12)
+    target = torch.randn_like(kept)
+    parameters = [x, *encoder.parameters()]
+    grads_full = torch.autograd.grad((full * target).sum(), parameters)
+    grads_kept = torch.autograd.grad((kept * target).sum(), parameters)
+    for a, b in zip(grads_full, grads_kept):
+        assert torch.allclose(a, b, atol=1e-12)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        encoder(x, return_hidden=True, keep_last=4)
+    with pytest.raises(ValueError, match="keep_last must be in 1"):
+        encoder(x, keep_last=10)
+
+
+@pytest.mark.parametrize("task", ["image", "nvs"])
+def test_trans_inr_weights_equal_those_of_the_full_last_block(task, one_thread):
+    """The plain pass updates only the weight tokens in the last block; asking for every
+    layer's weights runs the full block: the last layer's weights must agree."""
+    _, model, _ = kit_and_layout(task)
+    model = model.double()
+    if task == "image":
+        observations = (torch.rand(2, 3, 32, 32, dtype=torch.float64),)
+    else:
+        batch = nvs_throughput.synthetic_view_batch(load_config("shapes3d_chairs_1view", TINY_NVS), 2,
+                                                    torch.device("cpu"))
+        observations = tuple(batch[key].double() for key in ("support_rgb", "support_rays_o", "support_rays_d"))
+    plain = model(*observations)
+    full = model.run(*observations, return_layer_weights=True).layer_weights[-1]
+    for a, b in zip(plain, full):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_narrow_output_layer_has_the_gradients_of_baddbmm_to_second_order():
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 6, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(2, 6, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(2, 1, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.allclose(NarrowLinear.apply(x, weight, bias), torch.baddbmm(bias, x, weight), atol=1e-14)
+    assert torch.autograd.gradcheck(NarrowLinear.apply, (x, weight, bias))
+    assert torch.autograd.gradgradcheck(NarrowLinear.apply, (x, weight, bias))  # Learned Init's MAML
+
+
+def test_narrow_output_layer_under_autocast_gives_each_input_its_own_gradient_dtype():
+    x = torch.randn(2, 5, 6, requires_grad=True)
+    weight, bias = torch.randn(2, 6, 3, requires_grad=True), torch.randn(2, 1, 3, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden = torch.bmm(x, torch.eye(6).expand(2, 6, 6))  # bf16, as a layer's output under autocast
+        NarrowLinear.apply(hidden, weight, bias).float().sum().backward()
+    assert x.grad.dtype == weight.grad.dtype == bias.grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize("use_viewdirs", [False, True])
+def test_hyponet_without_gradient_evaluates_in_blocks_to_the_same_output(monkeypatch, use_viewdirs):
+    hyponet = NeRFHyponet(depth=3, width=16, pe_dim=8, use_viewdirs=use_viewdirs, viewdir_pe_dim=6)
+    weights = [torch.randn(2, *shape, requires_grad=True) for shape in hyponet.layer_shapes]
+    points, viewdirs = torch.randn(2, 7, 5, 3), torch.randn(2, 7, 5, 3)
+    extra = {"viewdirs": viewdirs} if use_viewdirs else {}
+    whole = hyponet(points, weights, **extra)  # with a gradient to compute: one pass
+    widest = 3 * 8 + (6 if use_viewdirs else 0)  # the input features, wider than the 16 hidden units
+    monkeypatch.setattr(hyponets, "EVALUATION_BLOCK_VALUES", 2 * widest * 4)  # blocks of 4 of the 35 points
+    calls = []
+    monkeypatch.setattr(hyponets, "run_mlp", lambda x, w: calls.append(x.shape[1]) or run_mlp(x, w))
+    with torch.no_grad():
+        blocked = hyponet(points, weights, **extra)
+    assert calls == [4] * 8 + [3]
+    assert blocked.shape == whole.shape == (2, 7, 5, 4)
+    assert torch.allclose(blocked, whole, atol=1e-6)
+
+
+# -- profile_step.py ------------------------------------------------------------------------
+
+
+def test_profile_step_splits_a_step_by_phase_and_kind(tmp_path, capsys, one_thread):
+    import profile_step
+
+    config = write_config_yaml(tiny_image_config(), tmp_path / "tiny.yaml")
+    result = profile_step.main([str(config), "--batch", "2", "--steps", "1", "--warmup", "1", "--rows", "5"])
+    out = capsys.readouterr().out
+    for field in ("step without the profiler", "forward", "backward", "optimiser", "matmul", "elementwise",
+                  "memory", "top 5 ops", "top 5 matmuls", "GFLOP/s"):
+        assert field in out, field
+    table = result["by_phase_kind"]
+    assert table[("forward", "matmul")] > 0 and table[("backward", "matmul")] > 0
+    assert table[("optimiser", "optimiser")] > 0  # Adam's fused kernel, in its own span
+    assert not any(phase == "optimiser" and kind == "matmul" for phase, kind in table)
+    # The matmuls' FLOPs from their recorded shapes add up to the counted FLOPs of the step.
+    model = build_model(load_config(str(config)), 32)
+    _, forward_backward = common.training_step_closures(load_config(str(config)), build_task(load_config(
+        str(config))), model, torch.rand(2, 3, 32, 32), torch.device("cpu"))
+    counted = common.count_gflop(forward_backward) * 1e9
+    profiled = sum(flop for (_, _, _), (_, _, flop) in result["by_matmul"].items())
+    assert profiled == pytest.approx(counted, rel=1e-6)
+
+
+def test_profile_step_sorts_ops_into_kinds():
+    import profile_step
+
+    kinds = {name: profile_step.op_kind(name) for name in (
+        "aten::mm", "aten::_scaled_dot_product_flash_attention_for_cpu_backward", "aten::gelu", "aten::copy_",
+        "aten::_fused_adam_", "autograd::engine::evaluate_function: MmBackward0")}
+    assert list(kinds.values()) == ["matmul", "matmul", "elementwise", "memory", "optimiser", "framework"]
+
+
+# -- inr_build.py --to-psnr -------------------------------------------------------------------
+
+
+def test_inr_build_times_each_method_to_each_psnr_target(capsys, one_thread):
+    rows = inr_build.main(["--to-psnr", "5,20,99", "--images", "2", "--tune-steps", "3", "--scratch-steps", "3",
+                           "--learned-init-steps", "4", "--device", "cpu"])
+    out = capsys.readouterr().out
+    for field in ("median time per image to reach the target", "20 dB", "fastest to each target",
+                  "2 held-out emoji images of 32 px", "Adam steps (lr 0.001) on its weights"):
+        assert field in out, field
+    by_method = {row["method"]: row for row in rows}
+    assert list(by_method) == ["Trans-INR, 1 forward pass", "Trans-INR + Adam on its weights",
+                               "Learned Init, its SGD steps", "fit from scratch, Adam"]
+    one_pass, tuned = by_method["Trans-INR, 1 forward pass"], by_method["Trans-INR + Adam on its weights"]
+    # Fine-tuning starts from the weights of the pass, its time included: wherever the pass
+    # reaches a target, the tuned row reaches it at the same time, at step 0.
+    for pass_cell, tuned_cell in zip(one_pass["cells"], tuned["cells"]):
+        if pass_cell["images_reaching"] == 2:
+            assert tuned_cell["seconds_per_image"] == pass_cell["seconds_per_image"] > 0
+            assert tuned_cell["steps"] == 0
+    for row in rows:
+        times = [cell["seconds_per_image"] for cell in row["cells"]]
+        assert times == sorted(times)  # a higher target never takes less time
+        assert row["cells"][-1]["images_reaching"] == 0 and times[-1] == float("inf")  # 99 dB: never
+    assert by_method["Learned Init, its SGD steps"]["procedure"] == "4 SGD steps from θ_0"
+
+
+def test_inr_build_to_psnr_refuses_a_model_in_the_wrong_role():
+    with pytest.raises(ConfigError, match="expected a trained Learned Init model"):
+        inr_build.main(["--to-psnr", "20", "--learned-init", "emoji32", "--device", "cpu"])
