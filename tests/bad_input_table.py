@@ -288,7 +288,7 @@ SECTIONS: dict[str, list[Row]] = {
             r"file or a shipped model name \(emoji32"),
         Row("evaluate-split", "evaluate on a split the dataset does not have", "transinr evaluate emoji32 --split bogus",
             cli("evaluate", "emoji32", "--split", "bogus", "--out-dir", "{tmp}/run"),
-            r"exit 2\nerror: emoji split must be one of \('train', 'test', 'all'\); got 'bogus'"),
+            r"exit 2\nerror: evaluate --split bogus: emoji split must be one of \('train', 'test', 'all'\); got 'bogus'"),
         Row("evaluate-max-items", "evaluate on no signals", "transinr evaluate emoji32 --max-items 0",
             cli("evaluate", "emoji32", "--max-items", "0", "--out-dir", "{tmp}/run"),
             r"exit 2\ntransinr evaluate: error: argument --max-items: expected an integer ≥ 1, got '0'"),

@@ -154,7 +154,10 @@ def evaluate_checkpoint(checkpoint_path: str | Path, split: str = "test", device
             raise ConfigError("evaluate takes data/train/nvs overrides only: the model is the checkpoint's")
         config = config_from_dict(_merge(config_to_dict(config), changes))
     task = build_task(config)
-    dataset = build_dataset(config, split)
+    try:
+        dataset = build_dataset(config, split)
+    except ValueError as error:  # the dataset's own list of splits, named as the option that chose it
+        raise ConfigError(f"evaluate --split {split}: {error}") from error
     if dataset is None:
         raise ConfigError(f"evaluate --split {split}: the config names no out-of-distribution set "
                           f"(data.ood for images, data.ood_root for view synthesis)")
