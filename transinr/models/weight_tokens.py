@@ -35,9 +35,11 @@ def modulated_columns(base: torch.Tensor, group_vectors: torch.Tensor) -> torch.
     divisible by g (column j belongs to group j // (out / g)). Returns (B, in, out).
     """
     fan_in = base.shape[0] - 1
-    columns_per_group = base.shape[1] // group_vectors.shape[1]
-    scale = group_vectors.repeat_interleave(columns_per_group, dim=1).transpose(1, 2)  # (B, in, out)
-    return base[:fan_in] * scale
+    batch, groups, _ = group_vectors.shape
+    # The base's columns as (in, g, out / g) against the vectors as (B, in, g, 1): the
+    # product broadcasts each vector over its group's columns without a copy per column.
+    columns = base[:fan_in].reshape(fan_in, groups, base.shape[1] // groups)
+    return (columns * group_vectors.transpose(1, 2).unsqueeze(-1)).view(batch, fan_in, base.shape[1])
 
 
 def modulate_columns(base: torch.Tensor, group_vectors: torch.Tensor) -> torch.Tensor:
