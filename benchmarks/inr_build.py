@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     quality.add_argument("--tune-steps", type=int, default=500, help="Adam steps on Trans-INR's weights")
     quality.add_argument("--tune-lr", type=float, default=1e-3, help="their Adam learning rate")
     quality.add_argument("--learned-init-steps", type=int, default=100, help="Learned Init's SGD steps")
-    quality.add_argument("--scratch-steps", type=int, default=500, help="Adam steps of fitting from scratch")
+    quality.add_argument("--scratch-steps", type=int, default=1000, help="Adam steps of fitting from scratch")
     quality.add_argument("--scratch-lr", type=float, default=1e-3, help="their Adam learning rate")
     quality.add_argument("--record-every", type=int, default=1, help="Adam steps between PSNR records")
     add_common_arguments(parser, steps=20, warmup=3)

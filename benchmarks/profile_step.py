@@ -17,6 +17,10 @@ in it, not in the ops it calls) is put in
   fills and allocation: moving bytes without arithmetic), ``optimiser`` (Adam's kernels) or
   ``framework`` (autograd's and the dispatcher's own bookkeeping between ops).
 
+It also prints the rate of the matmul-kind ops alone (their FLOPs from the recorded shapes,
+as ``common.count_gflop`` counts them, over their time) against the fp32 matmul peak measured
+before and after (the higher), and the matmuls by shape with the rate of each.
+
 The profiler adds a few microseconds to every op, so the profiled total is a little above
 the plain step time; shares are of the profiled total.
 """
@@ -30,7 +34,8 @@ from collections import defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from common import PHASE_LABELS, runtime_description, seconds_per_call, training_step_closures
+from common import (DEFAULT_PEAK_SIZE, PHASE_LABELS, matmul_peak_gflops, runtime_description, seconds_per_call,
+                    training_step_closures)
 from nvs_throughput import random_cameras, synthetic_view_batch
 from train_throughput import synthetic_batch
 from transinr.config import load_config
@@ -134,9 +139,15 @@ def profiled(fn, steps: int) -> dict:
     return breakdown(profiler.events(), steps)
 
 
-def report(result: dict, plain_ms: float, rows: int) -> None:
+def report(result: dict, plain_ms: float, rows: int, peak_gflops: float | None = None) -> None:
     table = result["by_phase_kind"]
     total = sum(table.values())
+    matmul_ms = sum(ms for (_, _, _), (ms, _, _) in result["by_matmul"].items())
+    matmul_gflop = sum(flop for (_, _, _), (_, _, flop) in result["by_matmul"].items()) / 1e9
+    if matmul_ms:
+        rate = matmul_gflop / matmul_ms * 1e3
+        share = f" = {100 * rate / peak_gflops:.0f}% of the fp32 matmul peak" if peak_gflops else ""
+        print(f"matmul-kind ops: {matmul_gflop:.1f} GFLOP per call in {matmul_ms:.1f} ms: {rate:.1f} GFLOP/s{share}")
     phases = [p for p in (*PHASE_LABELS.values(), RENDER_LABEL, "other") if any(k[0] == p for k in table)]
     print(f"step without the profiler: {plain_ms:.1f} ms; profiled (self times summed): {total:.1f} ms")
     header = f"{'phase':<12}" + "".join(f"{kind:>14}" for kind in KINDS) + f"{'total':>14}"
@@ -203,6 +214,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
     parser.add_argument("--rows", type=int, default=20, help="ops listed")
     parser.add_argument("--device", default="cpu", help="cpu (the profile's kinds are of CPU ops)")
+    parser.add_argument("--peak-size", type=int, default=DEFAULT_PEAK_SIZE,
+                        help="matrix size of the matmul-peak measurement")
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
@@ -215,12 +228,16 @@ def main(argv: list[str] | None = None) -> dict:
         fn, what = step_function(config, args.batch, device)
     print(runtime_description(device))
     print(what)
+    peaks = [matmul_peak_gflops(device, args.peak_size)]
     plain_ms = seconds_per_call(fn, args.steps, args.warmup, device) * 1e3
     started = time.perf_counter()
     result = profiled(fn, args.steps)
-    print(f"(profiled {args.steps} calls in {time.perf_counter() - started:.1f} s)\n")
-    report(result, plain_ms, args.rows)
-    result["plain_ms"] = plain_ms
+    seconds = time.perf_counter() - started
+    peaks.append(matmul_peak_gflops(device, args.peak_size))
+    print(f"(profiled {args.steps} calls in {seconds:.1f} s; fp32 matmul peak ({args.peak_size}²) before and "
+          f"after: {peaks[0]:.1f}, {peaks[1]:.1f} GFLOP/s)\n")
+    report(result, plain_ms, args.rows, max(peaks))
+    result.update(plain_ms=plain_ms, matmul_peak_gflops=peaks)
     return result
 
 

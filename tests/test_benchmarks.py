@@ -338,10 +338,11 @@ def test_profile_step_splits_a_step_by_phase_and_kind(tmp_path, capsys, one_thre
     import profile_step
 
     config = write_config_yaml(tiny_image_config(), tmp_path / "tiny.yaml")
-    result = profile_step.main([str(config), "--batch", "2", "--steps", "1", "--warmup", "1", "--rows", "5"])
+    result = profile_step.main([str(config), "--batch", "2", "--steps", "1", "--warmup", "1", "--rows", "5",
+                                "--peak-size", "64"])
     out = capsys.readouterr().out
     for field in ("step without the profiler", "forward", "backward", "optimiser", "matmul", "elementwise",
-                  "memory", "top 5 ops", "top 5 matmuls", "GFLOP/s"):
+                  "memory", "top 5 ops", "top 5 matmuls", "GFLOP/s", "% of the fp32 matmul peak"):
         assert field in out, field
     table = result["by_phase_kind"]
     assert table[("forward", "matmul")] > 0 and table[("backward", "matmul")] > 0
