@@ -149,3 +149,16 @@ def test_a_3d_study_puts_1_and_2_views_in_one_table_with_standard_errors_and_ood
     assert training_records() == trained
     assert all(r["ood_signals"] == 3 and r["ood_psnr_se"] is not None for r in rows)
     assert f"| {rows[1]['ood_psnr_mean']:.2f} ± {rows[1]['ood_psnr_se']:.2f} |" in (tmp_path / "out" / "scale.md").read_text()
+
+
+SHIPPED_STUDIES = sorted(path.stem for path in scale.STUDY_DIR.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED_STUDIES)
+def test_every_shipped_study_plans_its_runs_with_distinct_names(name):
+    # A typo in a study's overrides or sizes would otherwise surface only hours into the study.
+    study = scale.load_study(name)
+    runs = scale.plan_runs(study)
+    names = [run.config.name for run in runs]
+    assert len(names) == len(set(names)) == len(study.budgets) * (len(study.methods) + len(study.sizes))
+    assert all(run.config.train.max_images == run.budget for run in runs)
