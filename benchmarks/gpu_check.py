@@ -42,6 +42,7 @@ import nvs_throughput
 import train_throughput
 from common import matmul_peak_gflops, runtime_description
 from transinr.config import load_config
+from transinr.data.augment import NO_AUGMENTATION
 from transinr.runtime import git_revision, resolve_device
 from transinr.train import read_metrics, train
 
@@ -55,8 +56,7 @@ TINY = {IMAGE_CONFIG: TINY_MODEL + ["data.resolution=34"],
         NVS_CONFIG: TINY_MODEL + ["data.resolution=16", "nvs.n_samples=8", "nvs.train_rays=16",
                                   "nvs.render_chunk=128"],
         # The plain images: 20 tiny steps on the augmented stream are too noisy to show a falling loss.
-        TRAIN_CONFIG: TINY_MODEL + ["train.batch_size=8", "train.warmup_steps=0", "data.augment.crop=false",
-                                    "data.augment.flip=false", "data.augment.hue=0", "data.augment.composite=0"]}
+        TRAIN_CONFIG: TINY_MODEL + ["train.batch_size=8", "train.warmup_steps=0"] + NO_AUGMENTATION}
 
 
 def results_folder(out: str | None) -> Path:

@@ -10,7 +10,7 @@ import torch
 from transinr.compare import check_comparable
 from transinr.config import ConfigError, load_config
 from transinr.data import build_dataset, build_ood_dataset, plain_images
-from transinr.data.augment import AugmentedImages, hue_rotation, recolour
+from transinr.data.augment import NO_AUGMENTATION, AugmentedImages, hue_rotation, recolour
 from transinr.data.emoji import EmojiDataset, box_downsample, load_extra_artwork
 from transinr.data.textures import FAMILIES, TextureDataset, texture
 from transinr.tasks.image import ImageRegression
@@ -21,9 +21,7 @@ from .helpers import loss_curve, tiny_image_config
 
 ALL_ON = ["data.augment.crop=true", "data.augment.flip=true", "data.augment.hue=0.5",
           "data.augment.composite=0.5"]
-# The emoji configs train on the augmented stream; these turn every augmentation off.
-ALL_OFF = ["data.augment.crop=false", "data.augment.flip=false", "data.augment.hue=0",
-           "data.augment.composite=0"]
+ALL_OFF = NO_AUGMENTATION  # the emoji configs train on the augmented stream
 
 
 def augmented(overrides=ALL_ON):

@@ -37,6 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+# Config overrides that turn every augmentation off: the emoji configs train on the
+# augmented stream, and a check that needs the plain images says so with these.
+NO_AUGMENTATION = ["data.augment.crop=false", "data.augment.flip=false", "data.augment.hue=0",
+                   "data.augment.composite=0"]
 CROP_ASPECT = (3 / 4, 4 / 3)
 SATURATION = (0.7, 1.3)
 COMPOSITE_SCALE = (0.35, 0.7)
