@@ -6,6 +6,7 @@ import ast
 import json
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -294,3 +295,14 @@ def test_a_second_training_in_a_busy_run_folder_stops_and_a_killed_ones_lock_is_
         results = train(short_run, run_dir, device="cpu", progress=False, evaluate_at_end=False)
     assert results["step"] == 2 and [r["step"] for r in read_metrics(run_dir) if "loss" in r] == [1, 2]
     assert not (run_dir / "run.lock").exists()  # released at the end
+
+
+def test_a_missing_torch_is_named_in_one_line_not_a_chained_traceback():
+    """The error reporter itself imports torch; it must still explain that torch is what is missing."""
+    hide_torch = ("import sys; sys.modules['torch'] = None; sys.argv = ['transinr', 'scale', '--out', 'x']; "
+                  "from transinr.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", hide_torch], cwd=REPO_ROOT, env=cli_environment(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "error: the Python package 'torch' is not installed" in done.stderr

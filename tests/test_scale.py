@@ -76,6 +76,40 @@ def test_a_later_budget_keeps_the_rows_of_an_earlier_one(tmp_path, image_folder,
     assert "single_vector_8" in (tmp_path / "out" / "scale.md").read_text()
 
 
+def test_a_budget_outside_the_study_is_trained_and_reported(tmp_path, image_folder, one_thread):
+    """``--budgets`` may probe a budget the study file does not list; its rows must reach the tables."""
+    study = scale.load_study(write_study(tmp_path, image_folder))
+    every_run = scale.plan_runs(study, sizes=[])
+    probe = scale.plan_runs(study, budgets=[4], methods=["trans_inr"], sizes=[])
+    rows = scale.run_study(study, tmp_path / "out", probe, progress=False, report_runs=every_run)
+    assert [(r["config"], r["budget"]) for r in rows] == [("trans_inr_4", 4)]
+    assert "trans_inr_4" in (tmp_path / "out" / "scale.md").read_text()
+
+
+def test_recorded_rows_outlive_their_run_folders(tmp_path, image_folder, one_thread, monkeypatch):
+    """On a machine without the checkpoints, the committed table keeps its rows and adds the new runs."""
+    study = scale.load_study(write_study(tmp_path, image_folder))
+    every_run = scale.plan_runs(study, sizes=[])
+    first = scale.plan_runs(study, budgets=[8], sizes=[])
+    scale.run_study(study, tmp_path / "out", first, progress=False, runs_dir=tmp_path / "old_runs",
+                    report_runs=every_run)
+    recorded = json.loads((tmp_path / "out" / "scale.json").read_text())
+
+    trained = []
+    real_train = scale.train
+    monkeypatch.setattr(scale, "train", lambda config, *a, **k: trained.append(config.name) or
+                        real_train(config, *a, **k))
+    second = scale.plan_runs(study, sizes=[])  # both budgets; the 8s are recorded, their folders elsewhere
+    rows = scale.run_study(study, tmp_path / "out", second, progress=False, runs_dir=tmp_path / "new_runs",
+                           report_runs=every_run)
+    assert trained == ["trans_inr_16", "single_vector_16"]
+    assert rows[:2] == recorded
+    assert [r["config"] for r in rows] == ["trans_inr_8", "single_vector_8", "trans_inr_16", "single_vector_16"]
+    (tmp_path / "out" / "scale.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="scale.json"):
+        scale.run_study(study, tmp_path / "out", second, progress=False, runs_dir=tmp_path / "new_runs")
+
+
 def test_a_run_saved_before_a_config_key_existed_still_counts_as_finished(tmp_path, image_folder, one_thread,
                                                                            monkeypatch):
     study = scale.load_study(write_study(tmp_path, image_folder))

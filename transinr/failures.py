@@ -76,6 +76,10 @@ def bad_input_types() -> tuple[type[BaseException], ...]:
 
 def describe(error: BaseException) -> tuple[int, str]:
     """(exit status, the text after ``error:``) for an exception that ended a command."""
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        # Checked first: the lookups below import torch, which may be the missing module.
+        return 2, (f"the Python package {error.name!r} is not installed in {sys.executable}; "
+                   f"install the kit with its dependencies (README: `pip install -e .`)")
     from .train import NonFiniteLossError
 
     if isinstance(error, Terminated):

@@ -152,9 +152,15 @@ def run_study(study: Study, out_dir: str | Path, runs: list[PlannedRun], device:
     """Train (or skip, or resume) every planned run; rewrite the tables after each. Returns the rows.
 
     Run folders go to ``runs_dir`` (default ``out_dir/runs``), the tables to ``out_dir``.
-    The tables hold every finished run of ``report_runs`` (default: ``runs``), so a study
+    The tables hold every finished run of ``report_runs`` and ``runs``, so a study
     run one budget at a time (``--budgets 64000`` after ``--budgets 16000``) keeps the rows
     of the budgets it did not touch this time.
+
+    A study outlives its run folders (checkpoints stay on the machine that trained them;
+    the tables are what gets committed). A run whose folder holds no results is therefore
+    taken as finished when ``out_dir/scale.json`` already records it (same run name and
+    budget): its recorded row is kept and it is not trained again. To re-measure such a
+    run, remove its row or write the study to a new ``out_dir``.
     """
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir else out_dir / "runs"
@@ -164,7 +170,9 @@ def run_study(study: Study, out_dir: str | Path, runs: list[PlannedRun], device:
         check_comparable([r.config for r in runs if r.budget == budget], train_size)
     task = build_task(runs[0].config)
     image_size = task.image_size(task.datasets()[1])  # the size the models are built for
-    report_runs = runs if report_runs is None else report_runs
+    report_runs = list(runs if report_runs is None else report_runs)
+    report_runs += [run for run in runs if run.config.name not in {r.config.name for r in report_runs}]
+    recorded = recorded_rows(out_dir / "scale.json", runs_dir)
     trained_now = {}
 
     def finished_rows() -> list[dict]:
@@ -175,10 +183,16 @@ def run_study(study: Study, out_dir: str | Path, runs: list[PlannedRun], device:
                 parameters = count_parameters(build_model(run.config, image_size))
                 rows.append({"method": run.method, "size": run.size or "config", "budget": run.budget,
                              **result_row(run.config, results, parameters)})
+            elif (run.config.name, run.budget) in recorded:
+                rows.append(recorded[run.config.name, run.budget])
         return rows
 
     for index, run in enumerate(runs, 1):
         if report_only or finished_results(run, runs_dir / run.config.name) is not None:
+            continue
+        if (run.config.name, run.budget) in recorded:
+            print(f"[{index}/{len(runs)}] {run.config.name}: recorded in {out_dir / 'scale.json'}, not retrained",
+                  flush=True)
             continue
         print(f"[{index}/{len(runs)}] {run.config.name}", flush=True)
         trained_now[run.config.name] = train(run.config, runs_dir / run.config.name, device=device,
@@ -190,7 +204,22 @@ def run_study(study: Study, out_dir: str | Path, runs: list[PlannedRun], device:
     return rows
 
 
+def recorded_rows(table_path: Path, runs_dir: Path) -> dict[tuple[str, int], dict]:
+    """Rows of an earlier ``scale.json`` whose run folders hold no results here, by (run name, budget)."""
+    if not table_path.exists():
+        return {}
+    try:
+        rows = json.loads(table_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{table_path}: not a study table written by `transinr scale` ({error}); "
+                          f"move it away to start the table afresh") from error
+    return {(row["config"], row["budget"]): row for row in rows
+            if not (runs_dir / row["config"] / "results.json").exists()}
+
+
 def write_tables(study: Study, rows: list[dict], out_dir: Path) -> None:
+    if not rows:
+        return  # nothing has finished yet
     write_csv(out_dir / "scale.csv", rows)
     (out_dir / "scale.json").write_text(json.dumps(rows, indent=2) + "\n")
     table = [[r["method"] + (f" ({r['size']})" if r["size"] != "config" else ""), f"`{r['config']}`",
