@@ -51,25 +51,6 @@ def test_study_trains_each_run_once_and_writes_the_tables(tmp_path, image_folder
     assert [r["test_psnr_mean"] for r in again] == [r["test_psnr_mean"] for r in rows]
 
 
-def test_a_method_can_pin_its_settings_and_sizes_apply_after_them(tmp_path, image_folder):
-    path = write_study(tmp_path, image_folder)
-    values = yaml.safe_load(path.read_text())
-    values["methods"]["trans_inr"] = [values["methods"]["trans_inr"], "model.dim=40", "model.depth=1"]
-    path.write_text(yaml.safe_dump(values))
-    runs = {r.config.name: r.config for r in scale.plan_runs(scale.load_study(path), budgets=[8])}
-    assert (runs["trans_inr_8"].model.dim, runs["trans_inr_8"].model.depth) == (40, 1)
-    assert (runs["trans_inr_wide_8"].model.dim, runs["trans_inr_wide_8"].model.depth) == (48, 1)
-    assert runs["single_vector_8"].model.dim == 32
-    values["methods"]["trans_inr"] = [values["methods"]["trans_inr"][0], "not an override"]
-    path.write_text(yaml.safe_dump(values))
-    with pytest.raises(ConfigError, match="methods.trans_inr: expected a list of key=value"):
-        scale.load_study(path)
-    values["methods"]["trans_inr"] = 3
-    path.write_text(yaml.safe_dump(values))
-    with pytest.raises(ConfigError, match="methods.trans_inr: expected a config name"):
-        scale.load_study(path)
-
-
 def test_bad_study_files_name_the_key(tmp_path, image_folder):
     path = write_study(tmp_path, image_folder)
     values = yaml.safe_load(path.read_text())

@@ -3,8 +3,7 @@
     python -m transinr scale emoji32_scale --out results/scale_emoji32 [--budgets 16000 64000]
 
 A study file (``transinr/configs/studies/<name>.yaml``, or a path) names the methods
-(label → config, or label → [config, key=value, …] to pin a method's settings when the
-shipped config moves on), the budgets (training signals seen), the overrides every run
+(label → config), the budgets (training signals seen), the overrides every run
 shares (the augmented training stream) and the model sizes tried for one method
 (``sizes_for``, Trans-INR). Each run is an ordinary :func:`transinr.train.train` run
 in ``RUNS/<run name>`` (``--runs-dir``, default ``OUT/runs``): re-running the command skips finished runs, resumes
@@ -43,7 +42,6 @@ class Study:
     name: str
     budgets: list[int]
     methods: dict[str, str]  # label → config name or path
-    method_overrides: dict[str, list[str]] = field(default_factory=dict)  # label → its own key=value
     overrides: list[str] = field(default_factory=list)
     sizes: dict[str, list[str]] = field(default_factory=dict)  # size label → overrides
     sizes_for: str | None = None  # the method label the sizes apply to
@@ -80,15 +78,8 @@ def load_study(name_or_path: str | Path) -> Study:
     if not isinstance(budgets, list) or not budgets or not all(isinstance(b, int) and b > 0 for b in budgets):
         raise ConfigError(f"{path}: budgets: expected a list of positive integers, got {budgets!r}")
     methods = values.get("methods")
-    if not isinstance(methods, dict) or not methods:
+    if not isinstance(methods, dict) or not methods or not all(isinstance(v, str) for v in methods.values()):
         raise ConfigError(f"{path}: methods: expected a mapping label → config name, got {methods!r}")
-    method_overrides = {}
-    for label, entry in methods.items():
-        if isinstance(entry, list) and entry and isinstance(entry[0], str):
-            methods[label], method_overrides[label] = entry[0], _strings(entry[1:], f"{path}: methods.{label}")
-        elif not isinstance(entry, str):
-            raise ConfigError(f"{path}: methods.{label}: expected a config name or [config name, key=value, …], "
-                              f"got {entry!r}")
     sizes = values.get("sizes") or {}
     if not isinstance(sizes, dict):
         raise ConfigError(f"{path}: sizes: expected a mapping label → list of key=value, got {sizes!r}")
@@ -98,7 +89,6 @@ def load_study(name_or_path: str | Path) -> Study:
         raise ConfigError(f"{path}: sizes_for: expected one of the method labels {', '.join(methods)}, "
                           f"got {sizes_for!r}")
     return Study(name=str(values.get("name", path.stem)), budgets=sorted(budgets), methods=methods,
-                 method_overrides=method_overrides,
                  overrides=_strings(values.get("overrides") or [], f"{path}: overrides"), sizes=sizes,
                  sizes_for=sizes_for)
 
@@ -133,8 +123,7 @@ def plan_runs(study: Study, budgets: list[int] | None = None, methods: list[str]
 
         def planned(method: str, size: str, size_overrides: list[str]) -> PlannedRun:
             name = f"{method}_{size}_{budget_label(budget)}" if size else f"{method}_{budget_label(budget)}"
-            overrides = shared + study.method_overrides.get(method, []) + size_overrides + [f"name={name}"]
-            config = load_config(study.methods[method], overrides)
+            config = load_config(study.methods[method], shared + size_overrides + [f"name={name}"])
             return PlannedRun(method, size, budget, config)
 
         runs += [planned(m, "", []) for m in chosen]
