@@ -185,6 +185,41 @@ def test_ood_objects_are_read_like_the_test_split(views_root, ood_root):
     assert build_ood_dataset(config).query_views_of(0) == test_set.query_views_of(0)[:1]
 
 
+def test_ood_split_all_scores_every_object_of_the_folder(views_root, tmp_path):
+    """A folder no model trained on is scored whole with data.ood_split=all; any other
+    value is an error naming the key."""
+    config = tiny_nvs_config(views_root)
+    config.data.ood_root = str(views_root)  # the embedded chairs, standing in for an OOD set
+    test_only = {o["id"] for o in build_ood_dataset(config).objects}
+    config.data.ood_split = "all"
+    every = {o["id"] for o in build_ood_dataset(config).objects}
+    splits = json.loads(next(views_root.glob("chair_splits.json")).read_text())
+    assert test_only == set(splits["test"]) and every == set(splits["train"] + splits["val"] + splits["test"])
+    assert build_ood_dataset(config).split == "all"
+    config.data.ood_split = "train"
+    with pytest.raises(ConfigError, match="data.ood_split must be 'test' or 'all'"):
+        build_ood_dataset(config)
+
+
+def test_train_sources_add_their_train_objects_and_leave_held_out_splits_alone(views_root, ood_root, tmp_path):
+    config = tiny_nvs_config(views_root)
+    alone = build_view_dataset(config, "train")
+    (tmp_path / "lamps" / "lamp").mkdir(parents=True)  # another category, under another root
+    for thing in ood_root.joinpath("chair").iterdir():
+        (tmp_path / "lamps" / "lamp" / thing.name).symlink_to(thing)
+    ids = [p.name for p in ood_root.joinpath("chair").iterdir()]
+    (tmp_path / "lamps" / "lamp_splits.json").write_text(json.dumps({"train": ids, "val": [], "test": []}))
+    config.data.train_sources = [f"{tmp_path / 'lamps'}:lamp"]
+    mixed = build_view_dataset(config, "train")
+    assert [o["id"] for o in mixed.objects] == [o["id"] for o in alone.objects] + sorted(ids, key=ids.index)
+    assert mixed[len(alone.objects)]["support_rgb"].shape == alone[0]["support_rgb"].shape
+    assert [o["id"] for o in build_view_dataset(config, "test").objects] == \
+        [o["id"] for o in build_view_dataset(tiny_nvs_config(views_root), "test").objects]
+    config.data.train_sources = [f"{tmp_path / 'lamps'}:sofa"]
+    with pytest.raises(ConfigError, match=r"data.train_sources entry .*lamps:sofa.*holds no 'sofa' objects"):
+        build_view_dataset(config, "train")
+
+
 def test_a_missing_ood_folder_is_one_error_naming_it_and_its_build_command(views_root, tmp_path):
     config = tiny_nvs_config(views_root)
     config.data.ood_root = str(tmp_path / "no_such_folder")

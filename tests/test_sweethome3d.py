@@ -12,7 +12,8 @@ pytest.importorskip("trimesh")
 from transinr.data.learnit import LearnitShapeNet  # noqa: E402
 from transinr.data.mesh_views import hash_split_ids  # noqa: E402
 from transinr.data.procedural_shapes import cli_main  # noqa: E402
-from transinr.data.sweethome3d import kit_category, load_catalog_model, parse_properties, read_catalog  # noqa: E402
+from transinr.data.sweethome3d import (  # noqa: E402
+    SPLIT_FRACTIONS, kit_category, load_catalog_model, parse_properties, read_catalog)
 
 
 def box_obj(boxes) -> str:
@@ -143,7 +144,7 @@ def test_build_sweethome3d_writes_views_splits_and_credits(furniture_dir, tmp_pa
     assert any("skipped 1" in m and "test/brokenStool/stool.obj" in m for m in messages)
     splits = json.loads((out / "chair_splits.json").read_text())
     assert sorted(sum(splits.values(), [])) == ["test_lyingchair", "test_plainchair"]
-    assert splits == hash_split_ids(["test_lyingchair", "test_plainchair"])
+    assert splits == hash_split_ids(["test_lyingchair", "test_plainchair"], SPLIT_FRACTIONS)
     record = json.loads((out / "chair" / "test_plainchair" / "credits.json").read_text())
     assert record["creator"] == "Ada Example" and record["licence"].startswith("Creative Commons Attribution")
     assert (out / "chair" / "test_plainchair" / "LICENSE.txt").read_text().startswith("Chair by Ada")

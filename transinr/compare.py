@@ -320,7 +320,8 @@ def compare(configs: list[Config], out_dir: str | Path, device: str | None = Non
     if views:
         lines += ["", f"Rendering a blank white image for every held-out view: {first['blank_white_psnr']:.2f} dB."]
         if first.get("ood_items"):
-            lines += ["", f"OOD: the {first['ood_items']} test objects of `data.ood_root` ({first['ood_root']}), "
+            which = "" if first.get("ood_split", "test") == "test" else "objects (every split) "
+            lines += ["", f"OOD: the {first['ood_items']} {which or 'test objects '}of `data.ood_root` ({first['ood_root']}), "
                           f"scored on the same held-out views; a blank white image scores "
                           f"{first['ood_blank_white_psnr']:.2f} dB there."]
     elif first.get("ood_items"):

@@ -58,6 +58,16 @@ class DataConfig:
     # ``data.category`` is scored as out-of-distribution objects, on the same held-out views
     # as the test split; null: none.
     ood_root: str | None = None
+    # Which objects of data.ood_root are scored: "test" (its test split: right when training
+    # may have used the folder's train split) or "all" (every object: for models that trained
+    # on none of them, so the row is not read off a handful of objects).
+    ood_split: str = "test"
+    # View synthesis: more training objects, beside the train split of data.category under
+    # data.root. Each entry is "ROOT" (its train split of data.category) or "ROOT:CATEGORY"
+    # (e.g. "data/shapes3d_3000:car", "~/.cache/transinr/sweethome3d/64px:chair"); a missing
+    # ROOT is "" (data.root itself: "":car trains on its cars too). Held-out splits stay
+    # data.root's data.category, so scores compare with runs that train on it alone.
+    train_sources: list[str] = field(default_factory=list)
 
 
 @dataclass

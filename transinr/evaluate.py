@@ -88,6 +88,7 @@ def ood_scores(task, model, ood_set, device, batch_size: int) -> dict:
     if task.kind == "nvs":
         results["ood_blank_white_psnr"] = task.blank_white_psnr(ood_set)
         results["ood_root"] = str(ood_set.root)
+        results["ood_split"] = ood_set.split
     return results
 
 

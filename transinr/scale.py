@@ -231,7 +231,9 @@ def write_tables(study: Study, rows: list[dict], out_dir: Path) -> None:
         first = rows[0]
         legend = (f"Held-out: the {first['test_signals']} test objects, each object's PSNR the mean over its "
                   f"held-out views; mean ± standard error over objects (blank white image: "
-                  f"{format_optional(first['blank_white_psnr'])}). OOD: the test objects of `data.ood_root`, "
+                  f"{format_optional(first['blank_white_psnr'])}). OOD: the "
+                  f"{'test objects' if first.get('ood_split', 'test') == 'test' else 'objects (every split)'} "
+                  f"of `data.ood_root`, "
                   f"the same held-out views (blank white: {format_optional(first['ood_blank_white_psnr'])}). "
                   f"PSNR in dB.")
     else:

@@ -53,6 +53,9 @@ LEARNIT_HINT = (
 )
 
 SPLITS = ("train", "val", "test")
+# Every object of the split file, read as an evaluation split (out-of-distribution folders
+# that no model trained on: their whole set is a held-out set).
+ALL_SPLITS = "all"
 
 
 def _spellings(category: str) -> list[str]:
@@ -151,7 +154,8 @@ class LearnitShapeNet(Dataset):
     Args:
         root: dataset root (see module docstring for the layout).
         category: "chair", "car", "lamp" or any name with a ``<name>_splits.json``.
-        split: "train", "val" or "test".
+        split: "train", "val", "test", or "all" (every object of the split file, read
+            like an evaluation split).
         n_support: support views per item.
         n_query: query views per item, or "all" (every view that is not support;
             on the train split every remaining view of ``train_views``).
@@ -168,6 +172,8 @@ class LearnitShapeNet(Dataset):
         cache: keep decoded views in memory (for small datasets).
         near, far: depth bounds returned with each item.
         seed: seeds the val/test query draw when ``n_query`` is an int.
+        extra_sources: more ``(root, category)`` pairs in the same layout whose objects of
+            ``split`` join this dataset (training on several categories or sets at once).
 
     Item (V support, Q query views, R query rays, H x W pixels)::
 
@@ -194,9 +200,10 @@ class LearnitShapeNet(Dataset):
         near: float = 2.0,
         far: float = 6.0,
         seed: int = 0,
+        extra_sources: Sequence[tuple[str | Path, str]] = (),
     ):
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got '{split}'")
+        if split not in SPLITS + (ALL_SPLITS,):
+            raise ValueError(f"split must be one of {SPLITS + (ALL_SPLITS,)}, got '{split}'")
         if n_query != "all" and (not isinstance(n_query, int) or n_query < 1):
             raise ValueError(f"n_query must be a positive int or 'all', got {n_query!r}")
         if not 0.0 <= foreground_fraction <= 1.0:
@@ -216,15 +223,25 @@ class LearnitShapeNet(Dataset):
         self.near, self.far, self.seed = near, far, seed
         self._cache: dict[int, torch.Tensor] | None = {} if cache else None
 
-        split_file = find_split_file(self.root, category)
+        # The objects of this split: those of ``category`` under ``root``, then those of each
+        # extra (root, category) source, all read the same way.
+        self.objects: list[dict] = []
+        for source_root, source_category in [(self.root, category), *extra_sources]:
+            self.objects += self._read_split(Path(source_root).expanduser(), source_category, split)
+
+    def _read_split(self, root: Path, category: str, split: str) -> list[dict]:
+        """The usable objects of ``split`` of ``category`` under ``root`` (a warning names the
+        skipped ones; none usable is an error naming the folder)."""
+        split_file = find_split_file(root, category)
         try:
             with open(split_file) as f:
-                ids = json.load(f)[split]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
+                splits = json.load(f)
+            ids = [i for name in SPLITS for i in splits.get(name, [])] if split == ALL_SPLITS else splits[split]
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"{split_file}: expected a JSON object with a '{split}' list of ids ({err})") from None
-        category_dir = find_category_dir(self.root, category)
+        category_dir = find_category_dir(root, category)
 
-        self.objects: list[dict] = []
+        objects: list[dict] = []
         skipped: list[tuple[str, str]] = []
         for object_id in ids:
             object_id = str(object_id)
@@ -234,7 +251,7 @@ class LearnitShapeNet(Dataset):
             except ValueError as err:
                 skipped.append((object_id, str(err)))
                 continue
-            self.objects.append(dict(id=object_id, angle=angle, paths=paths, poses=poses, views=views))
+            objects.append(dict(id=object_id, angle=angle, paths=paths, poses=poses, views=views))
         if skipped:
             examples = "; ".join(f"{i}: {why}" for i, why in skipped[:5])
             warnings.warn(
@@ -242,8 +259,9 @@ class LearnitShapeNet(Dataset):
                 f"malformed files (e.g. {examples})",
                 stacklevel=2,
             )
-        if not self.objects:
+        if not objects:
             raise FileNotFoundError(f"No usable '{split}' objects for '{category}' under {category_dir}. {LEARNIT_HINT}")
+        return objects
 
     def _usable_views(self, n_frames: int) -> list[int]:
         """The views an object offers to this split; ValueError if too few."""

@@ -14,7 +14,8 @@
 Training items: ``data.n_support`` support views and ``nvs.train_rays`` query rays
 from ``nvs.train_query_views`` other views (and from the support views themselves with
 ``nvs.supervise_support_views``), all drawn from views
-``0 … nvs.train_views-1``; in the first ``nvs.foreground_epochs`` epochs a share
+``0 … nvs.train_views-1``, of the train split of ``data.category`` under the data root and
+of each ``data.train_sources`` entry (other categories, other sets); in the first ``nvs.foreground_epochs`` epochs a share
 ``nvs.foreground_fraction`` of the rays hits the object (so the model does not learn
 "everything is white background" first).
 
@@ -26,8 +27,8 @@ no view past ``nvs.train_views`` (small home-made sets) are scored on every
 non-support view instead.
 
 Out of distribution (``build_ood_view_dataset``): the test split of ``data.category`` in
-the learnit-layout folder ``data.ood_root`` (the Sweet Home 3D furniture, say), read
-exactly like the test split above.
+the learnit-layout folder ``data.ood_root`` (the Sweet Home 3D furniture, say), or every
+object there with ``data.ood_split: all``, read exactly like the test split above.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import numpy as np
 import torch
 
 from ..config import Config, ConfigError
-from .learnit import LEARNIT_HINT, LearnitShapeNet, find_category_dir, find_split_file
+from .learnit import ALL_SPLITS, LEARNIT_HINT, LearnitShapeNet, find_category_dir, find_split_file
 
 EMBEDDED_BUILD_RESOLUTION = 64
 
@@ -162,6 +163,29 @@ def _check_view_counts(config: Config) -> None:
         )
 
 
+def train_sources(config: Config, root: Path) -> list[tuple[Path, str]]:
+    """``data.train_sources`` as (root, category) pairs; each is checked to hold a split file
+    and objects of its category, so a typo fails before training, naming the entry."""
+    sources = []
+    for entry in config.data.train_sources:
+        path, _, category = entry.rpartition(":") if _names_a_category(entry) else (entry, "", "")
+        source = (Path(path).expanduser() if path else root, category or config.data.category)
+        try:
+            find_split_file(*source)
+            find_category_dir(*source)
+        except FileNotFoundError:
+            raise ConfigError(f"data.train_sources entry {entry!r}: {source[0]} holds no '{source[1]}' objects in "
+                              f"the learnit layout. {LEARNIT_HINT}") from None
+        sources.append(source)
+    return sources
+
+
+def _names_a_category(entry: str) -> bool:
+    """Whether ``entry`` ends in ":CATEGORY" (a plain name, so "C:/data" stays a path)."""
+    head, sep, tail = entry.rpartition(":")
+    return bool(sep) and tail.isidentifier() and len(head) != 1
+
+
 def _views_in(root: Path, config: Config, split: str) -> PosedViews:
     """``split`` of the learnit-layout folder ``root``, as ``config`` trains or scores it."""
     data, nvs = config.data, config.nvs
@@ -169,6 +193,7 @@ def _views_in(root: Path, config: Config, split: str) -> PosedViews:
                   cache=data.cache_in_memory, near=nvs.near, far=nvs.far, seed=config.train.seed)
     if split == "train":
         return PosedViews(split="train", n_query=nvs.train_query_views, train_views=range(nvs.train_views),
+                          extra_sources=train_sources(config, root),
                           query_rays=nvs.train_rays, supervise_support=nvs.supervise_support_views,
                           foreground_schedule=(nvs.foreground_fraction, nvs.foreground_epochs), **common)
     return PosedViews(split=split, n_query="all", heldout_from=nvs.train_views,
@@ -183,10 +208,13 @@ def build_view_dataset(config: Config, split: str) -> PosedViews:
 
 
 def build_ood_view_dataset(config: Config) -> PosedViews | None:
-    """The test split of ``data.ood_root`` scored like the test split (same support and
-    held-out views), or None when ``data.ood_root`` is unset."""
+    """The test split of ``data.ood_root`` (every object with ``data.ood_split: all``) scored
+    like the test split (same support and held-out views), or None when ``data.ood_root`` is
+    unset."""
     root = ood_view_root(config)
     if root is None:
         return None
+    if config.data.ood_split not in ("test", ALL_SPLITS):
+        raise ConfigError(f"data.ood_split must be 'test' or '{ALL_SPLITS}', got {config.data.ood_split!r}")
     _check_view_counts(config)
-    return _views_in(root, config, "test")
+    return _views_in(root, config, config.data.ood_split)
