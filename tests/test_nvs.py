@@ -283,6 +283,26 @@ def test_support_view_use_given_the_first_view_matches_the_one_view_protocol(vie
     assert not torch.allclose(use["held_out"][(0,)], use["held_out"][(1,)])
 
 
+def test_views_used_reports_each_subset_of_the_support_views(views_root, tmp_path, capsys):
+    """`python -m transinr views-used RUN` on a tiny 2-view run: the held-out figure given
+    view 0 alone is the 1-view evaluation's, and the attention shares sum to one per layer."""
+    from transinr.cli import main
+    from transinr.views_used import measure
+
+    config = tiny_nvs_config(views_root, n_support=2)
+    train(config, tmp_path / "run", device="cpu", progress=False)
+    result = measure(tmp_path / "run")
+    one_view = evaluate_checkpoint(tmp_path / "run" / "checkpoint.pt", device="cpu", out_dir=tmp_path / "one",
+                                   overrides=["data.n_support=1"])
+    assert result["objects"] == 1 and set(result["held_out"]) == {"0+1", "0", "1"}
+    assert result["held_out"]["0"] == pytest.approx(one_view["psnr_mean"], rel=1e-5)
+    assert len(result["attention"]) == config.model.depth
+    assert all(sum(row) == pytest.approx(1.0, abs=1e-4) for row in result["attention"])
+    main(["views-used", str(tmp_path / "run"), "--out", str(tmp_path / "used.json")])
+    assert "second view, feed-forward" in capsys.readouterr().out
+    assert json.loads((tmp_path / "used.json").read_text())["held_out"] == pytest.approx(result["held_out"])
+
+
 def test_supervising_the_support_views_draws_training_rays_from_them_too(views_root):
     config = tiny_nvs_config(views_root, n_support=2)
     config.nvs.train_rays, config.nvs.foreground_epochs = 256, 0

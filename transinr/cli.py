@@ -79,6 +79,7 @@ EXTERNAL_COMMANDS = {
     "export": ("transinr.pretrained", "turn a checkpoint into a small fp16 safetensors file (a shipped model)"),
     "figures": ("transinr.figures", "draw the analysis figures (attention, layer-wise decoding, weight statistics)"),
     "build-3d": ("transinr.data.procedural_shapes", "build the embedded procedural 3D set (chairs, cars, lamps)"),
+    "views-used": ("transinr.views_used", "what a 2-view model does with each support view: PSNR given each, attention"),
 }
 
 
