@@ -283,6 +283,30 @@ def test_support_view_use_given_the_first_view_matches_the_one_view_protocol(vie
     assert not torch.allclose(use["held_out"][(0,)], use["held_out"][(1,)])
 
 
+def test_input_dependence_tells_a_model_that_reads_its_views_from_one_that_ignores_them(views_root, ood_root):
+    """Swapping support views between objects moves a (random) Trans-INR's renders; with its
+    data tokens zeroed it writes the same NeRF whatever it is shown, and the measure says so."""
+    from transinr.analysis import input_dependence
+
+    config = tiny_nvs_config(views_root)
+    config.data.ood_root = str(ood_root)
+    task = build_task(config)
+    torch.manual_seed(0)
+    model = build_model(config, SIZE).eval()
+    batch = first_batch(build_ood_dataset(config), OOD_OBJECTS)
+    with torch.no_grad():
+        reads = input_dependence(task, model, batch)
+        assert (reads["render_change"] > 1e-4).all() and (reads["truth_change"] > 1e-2).all()
+        assert not torch.allclose(reads["own"], reads["other"])
+        model.tokenizer.image.project.weight.zero_()
+        model.tokenizer.image.project.bias.zero_()
+        ignores = input_dependence(task, model, batch)
+    assert ignores["render_change"].max() < 1e-6
+    assert ignores["own"].tolist() == pytest.approx(ignores["other"].tolist(), abs=1e-4)
+    with pytest.raises(ValueError, match="at least two objects"):
+        input_dependence(task, model, first_batch(build_ood_dataset(config), 1))
+
+
 def test_views_used_reports_each_subset_of_the_support_views(views_root, tmp_path, capsys):
     """`python -m transinr views-used RUN` on a tiny 2-view run: the held-out figure given
     view 0 alone is the 1-view evaluation's, and the attention shares sum to one per layer."""
@@ -300,7 +324,33 @@ def test_views_used_reports_each_subset_of_the_support_views(views_root, tmp_pat
     assert all(sum(row) == pytest.approx(1.0, abs=1e-4) for row in result["attention"])
     main(["views-used", str(tmp_path / "run"), "--out", str(tmp_path / "used.json")])
     assert "second view, feed-forward" in capsys.readouterr().out
+    assert math.isnan(result["other_object"]["held_out"])  # one test object: no other to swap with
     assert json.loads((tmp_path / "used.json").read_text())["held_out"] == pytest.approx(result["held_out"])
+
+
+def test_a_first_view_camera_and_fixed_training_support_give_every_object_the_same_input_camera(tmp_path):
+    """`build-3d --first-view AZ EL` puts view 0 of every object at one camera (the others stay
+    random), and nvs.train_support=fixed trains on that view as the test split scores it."""
+    from transinr.data.procedural_shapes import cli_main as build_3d
+
+    root = tmp_path / "view0"
+    build_3d(["--objects", "4", "--views", str(N_VIEWS), "--resolution", str(SIZE), "--categories", "chair",
+              "--first-view", "30", "20", "--out", str(root)])
+    frames = [json.loads((d / "transforms.json").read_text())["frames"] for d in sorted((root / "chair").iterdir())]
+    assert all((f[0]["azimuth_deg"], f[0]["elevation_deg"]) == (30.0, 20.0) for f in frames)
+    assert len({f[1]["azimuth_deg"] for f in frames}) == len(frames)  # view 1 still random
+    assert json.loads((root / "build_info.json").read_text())["first_view"] == [30.0, 20.0]
+
+    config = tiny_nvs_config(root)
+    config.nvs.train_support = "fixed"
+    train_set = build_view_dataset(config, "train")
+    for _ in range(4):
+        item = train_set[0]
+        assert torch.equal(item["support_poses"][0], torch.tensor(frames[0][0]["transform_matrix"]).float())
+        assert not torch.equal(item["query_poses"][0], item["support_poses"][0])
+    config.nvs.train_support = "canonical"
+    with pytest.raises(ConfigError, match="nvs.train_support"):
+        build_view_dataset(config, "train")
 
 
 def test_supervising_the_support_views_draws_training_rays_from_them_too(views_root):

@@ -159,6 +159,37 @@ def support_view_use(task, model, batch: dict, subsets=((0, 1), (0,), (1,))) -> 
             "support": support}
 
 
+def input_dependence(task, model, batch: dict) -> dict:
+    """Does the generated NeRF depend on what the model is shown? Each object of an evaluation
+    batch (B ≥ 2 objects) is rendered at its own held-out cameras from NeRFs generated from its
+    own support views and from those of the next object in the batch (views and cameras both).
+
+    Returns {"own": (B,) held-out PSNR from its own views, "other": (B,) from the other
+    object's, "render_change": (B,) RMS change of the rendered views when the views are
+    swapped, "truth_change": (B,) RMS difference between the two objects' true held-out views}.
+    A model that reads its input scores far lower given another object's views and its
+    renders move about as much as the truth does; one that ignores its input (an
+    unconditional "mean object") scores the same and its renders hardly move.
+    """
+    from .tasks.nvs import object_psnr
+
+    if batch["support_rgb"].shape[0] < 2:
+        raise ValueError("input_dependence needs a batch of at least two objects to swap their views")
+    support_keys = ("support_rgb", "support_rays_o", "support_rays_d", "support_poses")
+    swapped = dict(batch, **{key: batch[key].roll(1, dims=0) for key in support_keys})
+    renders = {}
+    for name, given in (("own", batch), ("other", swapped)):
+        renders[name] = task.render_query_views(model, batch, task.generate(model, given))  # (B, Q, 3, H, W)
+    truth = batch["query_rgb"]
+
+    def rms(x):
+        return x.pow(2).flatten(1).mean(1).sqrt()
+
+    return {"own": object_psnr(renders["own"], truth), "other": object_psnr(renders["other"], truth),
+            "render_change": rms(renders["own"] - renders["other"]),
+            "truth_change": rms(truth - truth.roll(1, dims=0))}
+
+
 def object_to_background_attention(patch_maps: torch.Tensor, views: torch.Tensor, padding: int = 0,
                                    white: float = 0.95) -> torch.Tensor:
     """How much more attention a patch showing the object gets than a background patch.

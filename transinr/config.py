@@ -141,6 +141,10 @@ class NVSConfig:
     # train_query_views others), so the generated NeRF must reproduce what each of its input
     # views shows; false: from the other views only (the paper).
     supervise_support_views: bool = False
+    # Which support views a training item gets: "random" (drawn from the training views, the
+    # paper) or "fixed" (the evaluation's: the first data.n_support views; for a set built with
+    # ``build-3d --first-view`` that is one canonical camera for every object).
+    train_support: str = "random"
     eval_views: int | None = None  # cap on held-out views rendered per test object (None: all)
     tto_steps: int = 100  # test-time optimisation
     tto_lr: float = 1e-4

@@ -12,7 +12,10 @@ held-out views and the support views themselves. Printed, as means over objects:
 * the PSNR of re-rendering each support view: a model that reproduces what it is shown scores
   higher on a view it was given than on one it was not;
 * per Transformer layer, the share of the weight tokens' attention on each view's tokens
-  (:func:`transinr.analysis.view_attention_shares`).
+  (:func:`transinr.analysis.view_attention_shares`);
+* whether the output depends on the input at all (:func:`transinr.analysis.input_dependence`):
+  held-out PSNR given another object's two views, and how far the renders move when the views
+  are swapped, against how far the two objects' true views differ.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
 
     Returns {"objects", "held_out": {subset: dB}, "gain_near_view": {"1": dB, "0": dB},
     "support": {subset: [dB view 0, dB view 1]}, "attention": [[view 0, view 1, weight tokens]
-    per layer]}; subsets are written "0+1", "0", "1".
+    per layer], "other_object": {"held_out": dB given another object's views, "render_change",
+    "truth_change": RMS in [0, 1] units}}; subsets are written "0+1", "0", "1".
     """
     from torch.utils.data import DataLoader
 
@@ -61,6 +65,7 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
     support = {s: [] for s in SUBSETS}
     near = {"1": [], "0": []}
     shares = []
+    swap = {"other": [], "render_change": [], "truth_change": []}
     with torch.no_grad():
         for batch in DataLoader(dataset, batch_size=batch_size):
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -75,13 +80,17 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
             attention = analysis.weight_token_attention(model, batch["support_rgb"], batch["support_rays_o"],
                                                         batch["support_rays_d"])
             shares.append(analysis.view_attention_shares(attention) * len(batch["support_rgb"]))
+            if len(batch["support_rgb"]) > 1:  # a lone last object has no other to swap with
+                dependence = analysis.input_dependence(task, model, batch)
+                for key in swap:
+                    swap[key].append(dependence[key])
     n_objects = sum(len(x) for x in held_out[(0, 1)])
 
     def name(subset):
         return "+".join(str(v) for v in subset)
 
     def mean(chunks):
-        values = torch.cat(chunks)
+        values = torch.cat(chunks) if chunks else torch.empty(0)
         return float(values.mean()) if values.numel() else float("nan")
 
     return {
@@ -91,6 +100,8 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
         "gain_near_view": {view: mean(chunks) for view, chunks in near.items()},
         "support": {name(s): torch.cat(support[s]).mean(0).tolist() for s in SUBSETS},
         "attention": (torch.stack(shares).sum(0) / n_objects).tolist(),
+        "other_object": {"held_out": mean(swap["other"]), "render_change": mean(swap["render_change"]),
+                         "truth_change": mean(swap["truth_change"])},
     }
 
 
@@ -105,6 +116,10 @@ def format_report(result: dict) -> str:
                  f"{result['gain_near_view']['0']:+.2f} dB on those nearer view 0)")
     lines.append("attention of the weight tokens, per layer: view 0 / view 1 / weight tokens")
     lines += [f"  layer {i + 1}: " + " / ".join(f"{x:.2f}" for x in row) for i, row in enumerate(result["attention"])]
+    other = result["other_object"]
+    lines.append(f"given another object's views: {other['held_out']:.2f} dB held-out (own: {held['0+1']:.2f}); "
+                 f"the renders move by {other['render_change']:.3f} RMS where the truth differs by "
+                 f"{other['truth_change']:.3f}")
     return "\n".join(lines)
 
 

@@ -17,7 +17,9 @@ folders ``chairs/``; both the singular and the plural spelling are accepted.
 Which views an item uses:
 
 * ``train``: support and query views are drawn at random (without replacement)
-  from ``train_views`` (views 0-24 as in learnit, whose views 25-49 are held out).
+  from ``train_views`` (views 0-24 as in learnit, whose views 25-49 are held out);
+  with ``fixed_train_support`` the support views are the evaluation's (below) and only
+  the query views are drawn.
 * ``val`` / ``test``: the support views are fixed, ``support_views`` or else the
   first ``n_support`` views of the object (view 0 for one view, views 0 and 1 for
   two), so evaluation is reproducible; the query views are all the other views
@@ -160,6 +162,8 @@ class LearnitShapeNet(Dataset):
         n_query: query views per item, or "all" (every view that is not support;
             on the train split every remaining view of ``train_views``).
         train_views: view indices the train split draws from.
+        fixed_train_support: train items use ``support_views`` too (for a set whose view 0
+            is one canonical camera, ``build-3d --first-view``); queries stay random.
         support_views: fixed support view indices for val/test (default: the first
             ``n_support``).
         resolution: resize views to this size (area averaging); focal scales along.
@@ -201,6 +205,7 @@ class LearnitShapeNet(Dataset):
         far: float = 6.0,
         seed: int = 0,
         extra_sources: Sequence[tuple[str | Path, str]] = (),
+        fixed_train_support: bool = False,
     ):
         if split not in SPLITS + (ALL_SPLITS,):
             raise ValueError(f"split must be one of {SPLITS + (ALL_SPLITS,)}, got '{split}'")
@@ -222,6 +227,7 @@ class LearnitShapeNet(Dataset):
         self.foreground_fraction = foreground_fraction
         self.near, self.far, self.seed = near, far, seed
         self._cache: dict[int, torch.Tensor] | None = {} if cache else None
+        self.fixed_train_support = fixed_train_support
 
         # The objects of this split: those of ``category`` under ``root``, then those of each
         # extra (root, category) source, all read the same way.
@@ -315,8 +321,12 @@ class LearnitShapeNet(Dataset):
         if self.split == "train":
             order = torch.randperm(len(views)).tolist()
             shuffled = [views[i] for i in order]
-            support = shuffled[: self.n_support]
-            rest = shuffled[self.n_support :]
+            if self.fixed_train_support:  # the evaluation's support views, queries drawn from the rest
+                support = list(self.support_views)
+                rest = [v for v in shuffled if v not in support]
+            else:
+                support = shuffled[: self.n_support]
+                rest = shuffled[self.n_support :]
             query = rest if self.n_query == "all" else rest[: self.n_query]
             return support, query
         support = self.support_views

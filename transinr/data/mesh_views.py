@@ -358,10 +358,17 @@ def write_object_views(
     views: str = "sphere",
     supersample: int = 2,
     extra: dict | None = None,
+    first_view: tuple[float, float] | None = None,
 ) -> None:
-    """Render one normalised mesh into ``object_dir`` (PNGs, then transforms.json)."""
+    """Render one normalised mesh into ``object_dir`` (PNGs, then transforms.json).
+
+    first_view: (azimuth°, elevation°) of view 0 for every object (one canonical input
+    camera, the other views random as before); None: view 0 is random too.
+    """
     rng = np.random.default_rng(object_seed(seed, object_id))
     azimuth, elevation = sample_view_angles(n_views, rng, views)
+    if first_view is not None:
+        azimuth[0], elevation[0] = first_view
     poses = pose_spherical(torch.from_numpy(azimuth), torch.from_numpy(elevation), radius).numpy()
     focal = focal_from_angle(camera_angle_x, resolution)
     images = render_mesh_views(arrays, poses, focal, resolution, resolution, supersample)

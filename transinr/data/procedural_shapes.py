@@ -305,8 +305,12 @@ def build_embedded_3d(
     categories=CATEGORIES,
     supersample: int = 2,
     views: str = "sphere",
+    first_view: tuple[float, float] | None = None,
 ) -> Path:
     """Generate and render the procedural dataset into the learnit layout.
+
+    ``first_view`` (azimuth°, elevation°) puts every object's view 0 at the same camera
+    (:func:`transinr.data.mesh_views.write_object_views`).
 
     Object ``k`` of a category is ``make_shape(category, default_rng([seed, c, k]))``
     with ``c`` the category's index in :data:`CATEGORIES`, and is named
@@ -326,13 +330,13 @@ def build_embedded_3d(
         vertices, faces, albedo = scene_to_arrays(make_shape(category, rng))
         vertices = normalise_to_unit_sphere(vertices, up_axis="z")
         write_object_views((vertices, faces, albedo), object_dir, object_id, n_views, resolution, seed,
-                           BLENDER_CAMERA_ANGLE_X, 4.0, views, supersample)
+                           BLENDER_CAMERA_ANGLE_X, 4.0, views, supersample, first_view=first_view)
     for category in categories:
         ids = [f"{category}_{k:04d}" for k in range(n_objects_per_category)]
         write_split_file(out_root, category, ids, seed)
     info = dict(n_objects_per_category=n_objects_per_category, n_views=n_views, resolution=resolution, seed=seed,
                 categories=list(categories), supersample=supersample, views=views,
-                convention=OBJECT_CONVENTION, build_seconds=round(time.time() - start, 1))
+                first_view=list(first_view) if first_view is not None else None, convention=OBJECT_CONVENTION, build_seconds=round(time.time() - start, 1))
     (out_root / "build_info.json").write_text(json.dumps(info, indent=1))
     return out_root
 
@@ -413,6 +417,9 @@ def cli_main(argv=None) -> int:
                              f"sweethome3d: some of {' '.join(sweethome3d.CATEGORIES)} (default chair)")
     parser.add_argument("--supersample", type=int, default=2)
     parser.add_argument("--view-sphere", choices=("sphere", "hemisphere"), default="sphere")
+    parser.add_argument("--first-view", type=float, nargs=2, metavar=("AZIMUTH", "ELEVATION"), default=None,
+                        help="procedural: view 0 of every object from this camera (degrees), e.g. 30 20; "
+                             "train with nvs.train_support=fixed to always give the model that view")
     parser.add_argument("--furniture-dir", default=str(sweethome3d.DEFAULT_FURNITURE_DIR),
                         help="sweethome3d: folder of the *.sh3f archives")
     args = parser.parse_args(argv)
@@ -431,8 +438,9 @@ def cli_main(argv=None) -> int:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
     else:
+        first_view = tuple(args.first_view) if args.first_view is not None else None
         root = build_embedded_3d(args.out, n_objects_per_category=args.objects or DEFAULT_OBJECTS_PER_CATEGORY,
-                                 **common)
+                                 first_view=first_view, **common)
     info = json.loads((root / "build_info.json").read_text())
     print(f"built {root} in {info['build_seconds']} s")
     return 0

@@ -161,6 +161,8 @@ def _check_view_counts(config: Config) -> None:
             f"nvs.train_views={nvs.train_views} leaves no room for {data.n_support} support and "
             f"{nvs.train_query_views} query views per training object"
         )
+    if nvs.train_support not in ("random", "fixed"):
+        raise ConfigError(f"nvs.train_support must be 'random' or 'fixed', got {nvs.train_support!r}")
 
 
 def train_sources(config: Config, root: Path) -> list[tuple[Path, str]]:
@@ -195,6 +197,7 @@ def _views_in(root: Path, config: Config, split: str) -> PosedViews:
         return PosedViews(split="train", n_query=nvs.train_query_views, train_views=range(nvs.train_views),
                           extra_sources=train_sources(config, root),
                           query_rays=nvs.train_rays, supervise_support=nvs.supervise_support_views,
+                          fixed_train_support=nvs.train_support == "fixed",
                           foreground_schedule=(nvs.foreground_fraction, nvs.foreground_epochs), **common)
     return PosedViews(split=split, n_query="all", heldout_from=nvs.train_views,
                       max_query_views=nvs.eval_views, **common)
