@@ -182,7 +182,13 @@ def test_a_3d_study_puts_1_and_2_views_in_one_table_with_standard_errors_and_ood
     rows = scale.run_study(study, tmp_path / "out", runs, progress=False)
     assert training_records() == trained
     assert all(r["ood_signals"] == 3 and r["ood_psnr_se"] is not None for r in rows)
-    assert f"| {rows[1]['ood_psnr_mean']:.2f} ± {rows[1]['ood_psnr_se']:.2f} |" in (tmp_path / "out" / "scale.md").read_text()
+    table = (tmp_path / "out" / "scale.md").read_text()
+    assert f"| {rows[1]['ood_psnr_mean']:.2f} ± {rows[1]['ood_psnr_se']:.2f} |" in table
+    # The legend says which OOD objects were scored, from each run's results.
+    assert all(r["ood_split"] == "test" for r in rows) and "OOD: the test objects of" in table
+    (tmp_path / "every").mkdir()
+    scale.write_tables(study, [dict(r, ood_split="all") for r in rows], tmp_path / "every")
+    assert "OOD: the objects (every split) of" in (tmp_path / "every" / "scale.md").read_text()
 
 
 SHIPPED_STUDIES = sorted(path.stem for path in scale.STUDY_DIR.glob("*.yaml"))

@@ -209,6 +209,7 @@ def result_row(config: Config, results: dict, parameters: int) -> dict:
             "train_psnr_mean": rounded("train_psnr_mean"),
             "ood_psnr_mean": rounded("ood_psnr_mean"), "ood_psnr_std": rounded("ood_psnr_std"),
             "ood_psnr_se": rounded("ood_psnr_se"), "ood_signals": results.get("ood_items"),
+            "ood_split": results.get("ood_split", "test"),
             "blank_white_psnr": rounded("blank_white_psnr"), "ood_blank_white_psnr": rounded("ood_blank_white_psnr")}
 
 

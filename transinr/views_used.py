@@ -36,7 +36,7 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
 
     Returns {"objects", "held_out": {subset: dB}, "gain_near_view": {"1": dB, "0": dB},
     "support": {subset: [dB view 0, dB view 1]}, "attention": [[view 0, view 1, weight tokens]
-    per layer], "other_object": {"held_out": dB given another object's views, "render_change",
+    per layer, or None for a model without weight tokens], "other_object": {"held_out": dB given another object's views, "render_change",
     "truth_change": RMS in [0, 1] units}}; subsets are written "0+1", "0", "1".
     """
     from torch.utils.data import DataLoader
@@ -66,6 +66,8 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
     near = {"1": [], "0": []}
     shares = []
     swap = {"other": [], "render_change": [], "truth_change": []}
+    # Learned Init has no Transformer: every figure but the attention shares still applies.
+    reads_with_attention = hasattr(model, "weight_tokens")
     with torch.no_grad():
         for batch in DataLoader(dataset, batch_size=batch_size):
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -77,9 +79,10 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
             gain = use["held_out"][(0, 1)] - use["held_out"][(0,)]  # (B, Q)
             near["1"].append(gain[nearer_view_1])
             near["0"].append(gain[~nearer_view_1])
-            attention = analysis.weight_token_attention(model, batch["support_rgb"], batch["support_rays_o"],
-                                                        batch["support_rays_d"])
-            shares.append(analysis.view_attention_shares(attention) * len(batch["support_rgb"]))
+            if reads_with_attention:
+                attention = analysis.weight_token_attention(model, batch["support_rgb"], batch["support_rays_o"],
+                                                            batch["support_rays_d"])
+                shares.append(analysis.view_attention_shares(attention) * len(batch["support_rgb"]))
             if len(batch["support_rgb"]) > 1:  # a lone last object has no other to swap with
                 dependence = analysis.input_dependence(task, model, batch)
                 for key in swap:
@@ -99,7 +102,7 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
         "held_out": {name(s): mean(held_out[s]) for s in SUBSETS},
         "gain_near_view": {view: mean(chunks) for view, chunks in near.items()},
         "support": {name(s): torch.cat(support[s]).mean(0).tolist() for s in SUBSETS},
-        "attention": (torch.stack(shares).sum(0) / n_objects).tolist(),
+        "attention": (torch.stack(shares).sum(0) / n_objects).tolist() if shares else None,
         "other_object": {"held_out": mean(swap["other"]), "render_change": mean(swap["render_change"]),
                          "truth_change": mean(swap["truth_change"])},
     }
@@ -114,8 +117,10 @@ def format_report(result: dict) -> str:
     lines.append(f"second view, feed-forward: {held['0+1'] - held['0']:+.2f} dB held-out "
                  f"({result['gain_near_view']['1']:+.2f} dB on the views nearer view 1, "
                  f"{result['gain_near_view']['0']:+.2f} dB on those nearer view 0)")
-    lines.append("attention of the weight tokens, per layer: view 0 / view 1 / weight tokens")
-    lines += [f"  layer {i + 1}: " + " / ".join(f"{x:.2f}" for x in row) for i, row in enumerate(result["attention"])]
+    if result["attention"] is not None:
+        lines.append("attention of the weight tokens, per layer: view 0 / view 1 / weight tokens")
+        lines += [f"  layer {i + 1}: " + " / ".join(f"{x:.2f}" for x in row)
+                  for i, row in enumerate(result["attention"])]
     other = result["other_object"]
     lines.append(f"given another object's views: {other['held_out']:.2f} dB held-out (own: {held['0+1']:.2f}); "
                  f"the renders move by {other['render_change']:.3f} RMS where the truth differs by "
