@@ -371,3 +371,41 @@ def test_supervising_the_support_views_draws_training_rays_from_them_too(views_r
     nearest = torch.cdist(item["query_rays_o"], centres).argmin(dim=1)
     assert torch.cdist(item["query_rays_o"], centres).min(dim=1).values.max() < 1e-4
     assert set(nearest.tolist()) == {0, 1, 2}
+
+
+def test_the_training_probe_logs_input_dependence_from_initialisation_on_and_changes_no_step(views_root, tmp_path):
+    """``train.probe_every`` logs, at step 0 and every N steps, how far the renders of held-out
+    objects move when their views are swapped; a probed run takes exactly the unprobed run's steps."""
+    import shutil
+
+    root = tmp_path / "views"
+    shutil.copytree(views_root, root)
+    splits = json.loads((root / "chair_splits.json").read_text())
+    splits["test"] = splits["val"] + splits["test"]  # the probe swaps views between two objects
+    (root / "chair_splits.json").write_text(json.dumps(splits))
+    runs = {}
+    for probe_every in (None, 2):
+        config = tiny_nvs_config(root)
+        config.train.probe_every, config.train.log_every = probe_every, 1
+        train(config, tmp_path / f"run_{probe_every}", device="cpu", progress=False, evaluate_at_end=False)
+        runs[probe_every] = helpers.read_metrics(tmp_path / f"run_{probe_every}")
+    losses = {every: [r["loss"] for r in records if "loss" in r] for every, records in runs.items()}
+    assert len(losses[2]) == 3 and losses[2] == losses[None]
+    probes = [r for r in runs[2] if r.get("split") == "probe"]
+    assert [r["step"] for r in probes] == [0, 2, 3]
+    for record in probes:
+        assert record["truth_change"] > 1e-2 and record["render_change"] > 0
+        assert record["dependence"] == pytest.approx(record["render_change"] / record["truth_change"], rel=1e-3)
+        assert math.isfinite(record["own_psnr"]) and math.isfinite(record["other_psnr"])
+        assert len(record["data_attention"]) == config.model.depth
+        assert all(0 < share < 1 for share in record["data_attention"])
+    assert not [r for r in runs[None] if r.get("split") == "probe"]
+
+
+def test_the_input_dependence_probe_is_refused_for_an_image_task():
+    config = helpers.tiny_image_config()
+    config.train.probe_every = 10
+    with pytest.raises(ConfigError, match="train.probe_every"):
+        from transinr.config_checks import validate
+
+        validate(config)

@@ -175,6 +175,9 @@ class TrainConfig:
     compile: bool = False
     log_every: int = 20
     eval_every: int | None = None  # steps; None: only at the end
+    # steps; view synthesis only: log how far the NeRFs of a few held-out objects move when
+    # each is given another object's views (does the model read its input?). None: never.
+    probe_every: int | None = None
     checkpoint_every: int = 200  # steps
     eval_images: int | None = None  # cap on held-out signals evaluated during training
     figure_images: int = 8

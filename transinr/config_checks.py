@@ -127,6 +127,7 @@ RANGES: dict[str, Check] = {
     "train.amp": one_of("off", "bf16"),
     "train.log_every": positive,
     "train.eval_every": optional(positive),
+    "train.probe_every": optional(positive),
     "train.checkpoint_every": positive,
     "train.eval_images": optional(positive),
     "train.figure_images": positive,
@@ -161,6 +162,9 @@ def validate(config) -> None:
             _fail(key, value, allowed)
     _check_dataset(config)
     _check_device(config.train.device)
+    if getattr(config.train, "probe_every", None) and config.task != "nvs":
+        _fail("train.probe_every", config.train.probe_every,
+              "null for an image task: the input-dependence probe swaps the posed views of view synthesis")
     if config.nvs.far <= config.nvs.near:
         _fail("nvs.far", config.nvs.far, f"a depth beyond nvs.near={config.nvs.near}")
     image_size = _image_size(config)

@@ -364,6 +364,18 @@ def _train(config: Config, run_dir: Path, device: torch.device, group: ProcessGr
     bar = tqdm(total=plan.total_steps, initial=step, disable=not progress, desc=config.name,
                unit="step", dynamic_ncols=True)
     running_psnr, last_metrics = None, {}
+
+    def probe() -> None:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            # A probed run trains exactly as an unprobed one: the probe draws no random numbers of its own.
+            figures = task.input_dependence_probe(model, test_set, device)
+        rounded = {k: [round(x, 4) for x in v] if isinstance(v, list) else round(v, 5) for k, v in figures.items()}
+        log.write({"step": step, "split": "probe", **rounded,
+                   "train_seconds": round(elapsed, 3)})
+
+    probing = main and config.train.probe_every
+    if probing and step == 0:
+        probe()  # at initialisation: how much a random model depends on its input
     model.train()
     while step < plan.total_steps:
         epoch, offset = divmod(step, plan.steps_per_epoch)
@@ -419,6 +431,8 @@ def _train(config: Config, run_dir: Path, device: torch.device, group: ProcessGr
                 log.write({"step": step, "split": "test", "psnr": scores["psnr_mean"],
                            "train_seconds": round(elapsed, 3)})
                 bar.write(f"step {step}: held-out PSNR {scores['psnr_mean']:.2f} dB")
+            if probing and (step % config.train.probe_every == 0 or step == plan.total_steps):
+                probe()
             if step % config.train.checkpoint_every == 0 or step == plan.total_steps:
                 save(epoch, last_metrics)
             if step >= plan.total_steps:

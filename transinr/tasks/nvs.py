@@ -32,6 +32,8 @@ from ..viz import save_figure, to_numpy_image
 
 FIGURE_OBJECTS = 4  # rows of the samples figure (at most)
 FIGURE_NOVEL_VIEWS = 3  # held-out views per row
+PROBE_OBJECTS = 8  # held-out objects the training-time input-dependence probe swaps views between
+PROBE_VIEWS = 2  # held-out views of each that it renders
 TURNTABLE_ELEVATION = 30.0  # degrees
 GIF_MIN_SIZE = 128  # small views are enlarged (nearest neighbour) in the GIF
 
@@ -272,6 +274,39 @@ class ViewSynthesis:
         return {"tto_steps": tto, "tto_lr": nvs.tto_lr if tto else None,
                 "tto_rays": nvs.tto_rays if tto else None, "n_samples": nvs.n_samples,
                 "eval_views": nvs.eval_views}
+
+    @torch.no_grad()
+    def input_dependence_probe(self, model, dataset, device) -> dict:
+        """Does the model read its views yet? :func:`transinr.analysis.input_dependence` on
+        the first ``PROBE_OBJECTS`` held-out objects at ``PROBE_VIEWS`` of their held-out views,
+        as means over objects: {"render_change", "truth_change" (RMS, [0, 1] units),
+        "dependence" (their ratio: 1 when the renders move as far as the truth does, 0 for a
+        model that ignores its input), "own_psnr", "other_psnr" (dB)}.
+
+        Logged during training by ``train.probe_every``; cheap enough to run often (the
+        same few objects and cameras each time, so successive values compare).
+        """
+        from ..analysis import input_dependence, weight_token_attention
+
+        n_objects = min(PROBE_OBJECTS, len(dataset))
+        if n_objects < 2:
+            raise ValueError(f"the input-dependence probe needs two held-out objects; the test split has {n_objects}")
+        batch = self.batch_of(dataset, range(n_objects), device)
+        for key in ("query_rgb", "query_rays_o", "query_rays_d", "query_poses"):
+            batch[key] = batch[key][:, :PROBE_VIEWS]
+        was_training = model.training
+        model.eval()
+        result = input_dependence(self, model, batch)
+        render_change, truth_change = float(result["render_change"].mean()), float(result["truth_change"].mean())
+        figures = {"render_change": render_change, "truth_change": truth_change,
+                   "dependence": render_change / truth_change,
+                   "own_psnr": float(result["own"].mean()), "other_psnr": float(result["other"].mean())}
+        if hasattr(unwrap(model), "weight_tokens"):
+            attention = weight_token_attention(unwrap(model), batch["support_rgb"], batch["support_rays_o"],
+                                               batch["support_rays_d"])
+            figures["data_attention"] = (1 - attention.to_weight_tokens.mean(dim=(0, 2, 3))).tolist()  # (T,)
+        model.train(was_training)
+        return figures
 
     # baselines and figures
 
