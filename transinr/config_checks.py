@@ -162,7 +162,7 @@ def validate(config) -> None:
             _fail(key, value, allowed)
     _check_dataset(config)
     _check_device(config.train.device)
-    if getattr(config.train, "probe_every", None) and config.task != "nvs":
+    if config.train.probe_every and config.task != "nvs":
         _fail("train.probe_every", config.train.probe_every,
               "null for an image task: the input-dependence probe swaps the posed views of view synthesis")
     if config.nvs.far <= config.nvs.near:

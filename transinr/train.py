@@ -365,15 +365,19 @@ def _train(config: Config, run_dir: Path, device: torch.device, group: ProcessGr
                unit="step", dynamic_ncols=True)
     running_psnr, last_metrics = None, {}
 
+    probing = main and config.train.probe_every
+    if probing:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            probe_batch = task.probe_batch(test_set, device)  # read once: the same objects every time
+
     def probe() -> None:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             # A probed run trains exactly as an unprobed one: the probe draws no random numbers of its own.
-            figures = task.input_dependence_probe(model, test_set, device)
+            figures = task.input_dependence_probe(model, probe_batch)
         rounded = {k: [round(x, 4) for x in v] if isinstance(v, list) else round(v, 5) for k, v in figures.items()}
         log.write({"step": step, "split": "probe", **rounded,
                    "train_seconds": round(elapsed, 3)})
 
-    probing = main and config.train.probe_every
     if probing and step == 0:
         probe()  # at initialisation: how much a random model depends on its input
     model.train()

@@ -275,25 +275,31 @@ class ViewSynthesis:
                 "tto_rays": nvs.tto_rays if tto else None, "n_samples": nvs.n_samples,
                 "eval_views": nvs.eval_views}
 
-    @torch.no_grad()
-    def input_dependence_probe(self, model, dataset, device) -> dict:
-        """Does the model read its views yet? :func:`transinr.analysis.input_dependence` on
-        the first ``PROBE_OBJECTS`` held-out objects at ``PROBE_VIEWS`` of their held-out views,
-        as means over objects: {"render_change", "truth_change" (RMS, [0, 1] units),
-        "dependence" (their ratio: 1 when the renders move as far as the truth does, 0 for a
-        model that ignores its input), "own_psnr", "other_psnr" (dB)}.
-
-        Logged during training by ``train.probe_every``; cheap enough to run often (the
-        same few objects and cameras each time, so successive values compare).
-        """
-        from ..analysis import input_dependence, weight_token_attention
-
+    def probe_batch(self, dataset, device) -> dict:
+        """The fixed batch the training-time probe reads: the first ``PROBE_OBJECTS`` held-out
+        objects with ``PROBE_VIEWS`` of their held-out views (built once per run)."""
         n_objects = min(PROBE_OBJECTS, len(dataset))
         if n_objects < 2:
             raise ValueError(f"the input-dependence probe needs two held-out objects; the test split has {n_objects}")
         batch = self.batch_of(dataset, range(n_objects), device)
         for key in ("query_rgb", "query_rays_o", "query_rays_d", "query_poses"):
             batch[key] = batch[key][:, :PROBE_VIEWS]
+        return batch
+
+    @torch.no_grad()
+    def input_dependence_probe(self, model, batch: dict) -> dict:
+        """Does the model read its views yet? :func:`transinr.analysis.input_dependence` on
+        ``batch`` (:meth:`probe_batch`), as means over objects: {"render_change",
+        "truth_change" (RMS, [0, 1] units), "dependence" (their ratio: 1 when the renders move
+        as far as the truth does, 0 for a model that ignores its input), "own_psnr",
+        "other_psnr" (dB)}; for a model with weight tokens also "data_attention": per
+        Transformer layer, the share of the weight tokens' attention on the data tokens.
+
+        Logged during training by ``train.probe_every`` (the same objects and cameras each
+        time, so successive values compare).
+        """
+        from ..analysis import input_dependence, weight_token_attention
+
         was_training = model.training
         model.eval()
         result = input_dependence(self, model, batch)
