@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 from torch.utils.data import default_collate
 
@@ -400,6 +401,11 @@ def test_the_training_probe_logs_input_dependence_from_initialisation_on_and_cha
         assert len(record["data_attention"]) == config.model.depth
         assert all(0 < share < 1 for share in record["data_attention"])
     assert not [r for r in runs[None] if r.get("split") == "probe"]
+    # so a run, or a study's run, may be probed when resumed without counting as another run
+    from transinr.train import run_config_changes
+
+    stored = yaml.safe_load((tmp_path / "run_None" / "config.yaml").read_text())
+    assert run_config_changes(stored, config, "config.yaml") == []
 
 
 def test_the_input_dependence_probe_is_refused_for_an_image_task():

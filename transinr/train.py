@@ -126,7 +126,8 @@ def smoke_budget(config: Config) -> Config:
 # Parts of the config that may change between a run and its resumption.
 RESUMABLE_CHANGES = {"device", "num_workers", "ood", "ood_root", "log_every", "checkpoint_every", "eval_every",
                      "eval_images", "figure_images", "render_chunk", "eval_views", "tto_steps", "tto_lr",
-                     "tto_rays", "tto_batch", "evaluate_with_tto", "turntable_frames"}
+                     "tto_rays", "tto_batch", "evaluate_with_tto", "turntable_frames",
+                     "probe_every"}  # the probe draws none of the run's random numbers (tested)
 
 
 def run_config_changes(stored_values: dict, config: Config, where: str) -> list[str]:
