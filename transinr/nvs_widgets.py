@@ -125,6 +125,39 @@ def held_out_objects(config, smoke: bool = False):
     return build_view_dataset(config, "test")
 
 
+def real_objects(config, smoke: bool = False):
+    """Real chairs for a notebook (a :class:`~transinr.data.views.PosedViews` of every object,
+    scored like the test split), or None when Debian's ``sweethome3d-furniture`` is not
+    installed and the set was never built (then :data:`REAL_SET_HINT` says how).
+
+    The set is the one ``python -m transinr build-3d --source sweethome3d`` writes at the
+    config's size; built on first use when the package is there. ``smoke``: one chair of
+    :data:`SMOKE_SET`'s views in a folder of its own.
+    """
+    import copy
+
+    from .data.sweethome3d import DEFAULT_FURNITURE_DIR, build_sweethome3d, default_sweethome3d_root
+    from .data.views import ALL_SPLITS, build_ood_view_dataset
+
+    resolution = config.data.resolution if isinstance(config.data.resolution, int) else 64
+    root = default_sweethome3d_root(resolution)
+    if smoke:
+        root = root.parent / f"smoke_{resolution}px"
+    if not (root / "build_info.json").exists():
+        if not any(DEFAULT_FURNITURE_DIR.glob("*.sh3f")):
+            return None
+        tiny = {"max_per_category": 1, "n_views": SMOKE_SET["n_views"]} if smoke else {}
+        build_sweethome3d(root, categories=(config.data.category,), resolution=resolution, **tiny)
+    config = copy.deepcopy(config)
+    config.data.ood_root, config.data.ood_split = str(root), ALL_SPLITS
+    return build_ood_view_dataset(config)
+
+
+REAL_SET_HINT = ("No real chairs here: they are rendered from Debian's Sweet Home 3D furniture "
+                 "(CC0 / CC-BY models). `sudo apt-get install -y sweethome3d-furniture`, then "
+                 "re-run this cell (or `python -m transinr build-3d --source sweethome3d`).")
+
+
 # -- the camera sliders' callback ------------------------------------------------------
 
 
@@ -282,8 +315,9 @@ def heldout_views(obj: ViewedObject, max_views: int | None = None, n_samples: in
                   chunk: int | None = None) -> dict:
     """Render the object's held-out views and score them.
 
-    Returns rendered and truth (Q, 3, H, W), psnr (Q,) and psnr_mean (the object's
-    held-out PSNR, as the evaluation computes it when every view is kept).
+    Returns rendered and truth (Q, 3, H, W), psnr (Q,), psnr_mean (the object's
+    held-out PSNR, as the evaluation computes it when every view is kept) and blank_psnr
+    (what a blank white image scores on the same views: the floor a NeRF should clear).
     """
     nvs = obj.task.config.nvs
     batch = obj.batch
@@ -296,7 +330,9 @@ def heldout_views(obj: ViewedObject, max_views: int | None = None, n_samples: in
     rendered = rgb.view(count, height, width, 3).permute(0, 3, 1, 2)
     truth = batch["query_rgb"][0, :count]
     scores = psnr_per_item(rendered, truth)
-    return {"rendered": rendered, "truth": truth, "psnr": scores, "psnr_mean": scores.mean().item()}
+    blank = psnr_per_item(torch.ones_like(truth), truth).mean().item()
+    return {"rendered": rendered, "truth": truth, "psnr": scores, "psnr_mean": scores.mean().item(),
+            "blank_psnr": blank}
 
 
 def compare_heldout(objects: dict[str, ViewedObject], max_views: int | None = 3, n_samples: int | None = None):
