@@ -11,7 +11,7 @@ import yaml
 from PIL import Image
 from torch.utils.data import default_collate
 
-from transinr.config import Config, ConfigError
+from transinr.config import Config, ConfigError, load_config
 from transinr.data import build_ood_dataset
 from transinr.data.procedural_shapes import build_embedded_3d
 from transinr.data.views import build_view_dataset
@@ -406,6 +406,21 @@ def test_the_training_probe_logs_input_dependence_from_initialisation_on_and_cha
 
     stored = yaml.safe_load((tmp_path / "run_None" / "config.yaml").read_text())
     assert run_config_changes(stored, config, "config.yaml") == []
+
+
+def test_the_embedded_sets_size_counts_as_a_change_only_where_it_is_read():
+    """A run trained on a folder (data.root) is the same run whatever data.n_objects says:
+    the 3D study's runs stay finished when the configs' default size changes."""
+    from transinr.config import config_to_dict
+    from transinr.train import run_config_changes
+
+    config = load_config("shapes3d_chairs_1view", ["data.root=data/some_chairs"])
+    stored = config_to_dict(config)
+    stored["data"].pop("n_objects")  # a run written before the key existed
+    assert run_config_changes(stored, config, "config.yaml") == []
+    embedded = load_config("shapes3d_chairs_1view", ["data.n_objects=100"])
+    assert run_config_changes(config_to_dict(embedded), load_config("shapes3d_chairs_1view"),
+                              "config.yaml") == ["data.n_objects: 100 → 1000"]
 
 
 def test_the_input_dependence_probe_is_refused_for_an_image_task():

@@ -47,6 +47,11 @@ class DataConfig:
     resolution: int | str = 32
     category: str = "chair"  # NVS only: object category
     n_support: int = 1  # NVS only: input views per object
+    # Embedded 3D set only (data.name: shapes3d without data.root): objects per category,
+    # split 80 / 10 / 10 by a seeded shuffle. Object k is the same chair at every size, but
+    # the split is drawn per size: a 100-object set's test chairs are mostly in a
+    # 1,000-object set's train split, so score a model on the size it trained on.
+    n_objects: int = 100
     num_workers: int = 0
     cache_in_memory: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)

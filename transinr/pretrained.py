@@ -118,6 +118,26 @@ def load_or_train(name: str, config_name: str | None = None, max_images: int = 2
     return model.eval(), config, {"step": str(checkpoint["step"]), "results": {}, "trained_live": "1"}
 
 
+def with_data_settings(trained, overrides: list[str]):
+    """``trained`` with ``data.*`` overrides applied to the config it ships with.
+
+    Only the data settings may change: they say where the data is, not what the model
+    computes. Each change is printed; a key outside ``data`` is a ConfigError."""
+    import copy
+    import dataclasses
+
+    from .config import ConfigError, _merge, parse_overrides
+
+    values = parse_overrides(overrides)
+    if set(values) - {"data"}:
+        raise ConfigError(f"export --data changes data.* settings only; got {', '.join(sorted(set(values) - {'data'}))}")
+    stored = _merge(copy.deepcopy(trained.stored_config), values)
+    config = stored_config(stored, f"{trained.path} with {' '.join(overrides)}")
+    for key, value in values["data"].items():
+        print(f"data.{key}: {trained.stored_config.get('data', {}).get(key)!r} → {value!r}")
+    return dataclasses.replace(trained, config=config, stored_config=stored)
+
+
 def export_stem(name: str) -> str:
     """A file stem that stays inside the output folder, whatever the checkpoint calls itself:
     path separators, ``..`` and other characters become ``_``."""
@@ -139,8 +159,14 @@ def cli_main(argv: list[str] | None = None) -> None:
     parser.add_argument("name", nargs="?", help="file stem (default: the config's name, or the shipped name)")
     parser.add_argument("--out-dir", default=str(PRETRAINED_DIR))
     parser.add_argument("--force", action="store_true", help="overwrite an existing file (a shipped model too)")
+    parser.add_argument("--data", nargs="+", default=[], metavar="data.KEY=VALUE",
+                        help="where the shipped model's data is found on another machine, e.g. "
+                             "data.root=null data.n_objects=1000 for a run trained on a folder that "
+                             "'build-3d --objects 1000' wrote (the same objects and split)")
     args = parser.parse_args(argv)
     trained = load_trained(args.model)
+    if args.data:
+        trained = with_data_settings(trained, args.data)
     # The name a checkpoint gives itself is data: sanitised, so the file stays in --out-dir.
     name = export_stem(args.name or trained.name)
     path = Path(args.out_dir) / f"{name}.safetensors"

@@ -138,7 +138,15 @@ def run_config_changes(stored_values: dict, config: Config, where: str) -> list[
     with), so an older run still counts as the same run if nothing it set changed.
     """
     stored = config_to_dict(stored_config(stored_values, where))
-    return _config_differences(stored, config_to_dict(config))
+    return _config_differences(_settings_in_use(stored), _settings_in_use(config_to_dict(config)))
+
+
+def _settings_in_use(values: dict) -> dict:
+    """A config dict without the settings it ignores: with ``data.root`` given, the
+    embedded set's size (``data.n_objects``) says nothing about the data."""
+    if values.get("data", {}).get("root"):
+        values = {**values, "data": {k: v for k, v in values["data"].items() if k != "n_objects"}}
+    return values
 
 
 def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -31,6 +31,7 @@ from transinr.data.mesh_views import (
     _trimesh,
     normalise_to_unit_sphere,
     scene_to_arrays,
+    split_ids,
     write_object_views,
     write_split_file,
 )
@@ -296,6 +297,16 @@ def default_embedded_3d_root(resolution: int = 64) -> Path:
     return data_root() / "shapes3d" / f"{resolution}px"
 
 
+def embedded_3d_root(resolution: int = 64, n_objects_per_category: int = DEFAULT_OBJECTS_PER_CATEGORY,
+                     n_views: int = DEFAULT_VIEWS) -> Path:
+    """The folder of the embedded set of this size: the default size in
+    ``$TRANSINR_DATA/shapes3d/<resolution>px``, others beside it named after their size."""
+    root = default_embedded_3d_root(resolution)
+    if (n_objects_per_category, n_views) != (DEFAULT_OBJECTS_PER_CATEGORY, DEFAULT_VIEWS):
+        root = root.with_name(f"{root.name}-{n_objects_per_category}objects-{n_views}views")
+    return root
+
+
 def build_embedded_3d(
     out_root=None,
     n_objects_per_category: int = DEFAULT_OBJECTS_PER_CATEGORY,
@@ -306,6 +317,7 @@ def build_embedded_3d(
     supersample: int = 2,
     views: str = "sphere",
     first_view: tuple[float, float] | None = None,
+    splits=None,
 ) -> Path:
     """Generate and render the procedural dataset into the learnit layout.
 
@@ -315,12 +327,20 @@ def build_embedded_3d(
     Object ``k`` of a category is ``make_shape(category, default_rng([seed, c, k]))``
     with ``c`` the category's index in :data:`CATEGORIES`, and is named
     ``<category>_<k:04d>``. Objects already rendered are kept (an interrupted build
-    resumes). ``build_info.json`` is written last. Returns the dataset root.
+    resumes). ``splits`` (e.g. ``("test",)``) renders only those splits' objects; the split
+    file always lists every object, so the split is the full set's. ``build_info.json`` is
+    written last. Returns the dataset root.
     """
-    out_root = Path(out_root).expanduser() if out_root is not None else default_embedded_3d_root(resolution)
+    if out_root is None:
+        out_root = embedded_3d_root(resolution, n_objects_per_category, n_views)
+    out_root = Path(out_root).expanduser()
     out_root.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    jobs = [(category, k) for category in categories for k in range(n_objects_per_category)]
+    split_of = {category: split_ids(object_ids(category, n_objects_per_category), seed) for category in categories}
+    wanted = {category: {i for split in (splits or split_of[category]) for i in split_of[category][split]}
+              for category in categories}
+    jobs = [(category, k) for category in categories for k in range(n_objects_per_category)
+            if f"{category}_{k:04d}" in wanted[category]]
     for category, k in tqdm(jobs, desc="building 3D shapes", unit="object"):
         object_id = f"{category}_{k:04d}"
         object_dir = out_root / category / object_id
@@ -332,13 +352,18 @@ def build_embedded_3d(
         write_object_views((vertices, faces, albedo), object_dir, object_id, n_views, resolution, seed,
                            BLENDER_CAMERA_ANGLE_X, 4.0, views, supersample, first_view=first_view)
     for category in categories:
-        ids = [f"{category}_{k:04d}" for k in range(n_objects_per_category)]
-        write_split_file(out_root, category, ids, seed)
+        write_split_file(out_root, category, object_ids(category, n_objects_per_category), seed)
     info = dict(n_objects_per_category=n_objects_per_category, n_views=n_views, resolution=resolution, seed=seed,
-                categories=list(categories), supersample=supersample, views=views,
+                categories=list(categories), splits=sorted(splits) if splits else "all",
+                supersample=supersample, views=views,
                 first_view=list(first_view) if first_view is not None else None, convention=OBJECT_CONVENTION, build_seconds=round(time.time() - start, 1))
     (out_root / "build_info.json").write_text(json.dumps(info, indent=1))
     return out_root
+
+
+def object_ids(category: str, n_objects_per_category: int) -> list[str]:
+    """The names of a category's objects: ``<category>_0000`` on."""
+    return [f"{category}_{k:04d}" for k in range(n_objects_per_category)]
 
 
 def _built_with_current_convention(root: Path) -> bool:
@@ -351,46 +376,71 @@ def _built_with_current_convention(root: Path) -> bool:
     return info.get("convention") == OBJECT_CONVENTION
 
 
-def built_categories(root: Path) -> list[str]:
+def built_categories(root: Path, splits=None) -> list[str]:
     """Categories whose build finished under ``root`` (listed in its ``build_info.json``)
-    under today's object convention; none for an older cache, which is rebuilt."""
+    under today's object convention; none for an older cache, which is rebuilt. With
+    ``splits``, also those of which (at least) those splits were built."""
     if not _built_with_current_convention(Path(root)):
         return []
-    return list(json.loads((Path(root) / "build_info.json").read_text()).get("categories", []))
+    info = json.loads((Path(root) / "build_info.json").read_text())
+    done = list(info.get("categories", []))
+    if splits:
+        done += [category for category, built in info.get("partial", {}).items()
+                 if category not in done and set(splits) <= set(built)]
+    return done
 
 
 def ensure_embedded_3d(resolution: int = 64, categories=CATEGORIES,
                        n_objects_per_category: int = DEFAULT_OBJECTS_PER_CATEGORY,
-                       n_views: int = DEFAULT_VIEWS, **kwargs) -> Path:
+                       n_views: int = DEFAULT_VIEWS, splits=None, **kwargs) -> Path:
     """Path of the procedural dataset at ``resolution``, each of ``categories`` built on
-    first use: only the categories asked for (100 chairs of 50 views: minutes on a CPU).
+    first use: only the categories asked for (100 chairs of 50 views: minutes on a CPU),
+    and with ``splits`` (e.g. ``("test",)``) only those splits' objects (the split is the
+    full set's: a later call for every split renders the rest).
 
     The default size lives in ``$TRANSINR_DATA/shapes3d/<resolution>px``; other sizes
-    (e.g. a tiny smoke-test set) in a folder named after them.
+    (e.g. a tiny smoke-test set, or 1,000 chairs) in a folder named after them.
     """
-    root = default_embedded_3d_root(resolution)
-    if (n_objects_per_category, n_views) != (DEFAULT_OBJECTS_PER_CATEGORY, DEFAULT_VIEWS):
-        root = root.with_name(f"{root.name}-{n_objects_per_category}objects-{n_views}views")
+    root = embedded_3d_root(resolution, n_objects_per_category, n_views)
     categories = [categories] if isinstance(categories, str) else list(categories)
-    done = built_categories(root)
+    splits = sorted(set(splits)) if splits else None
+    done = built_categories(root, splits)
     missing = [category for category in categories if category not in done]
     if not missing:
         return root
+    complete = built_categories(root)
+    partial_info = {}  # category → the splits built of it, for categories built in part
+    if _built_with_current_convention(root):
+        partial_info = json.loads((root / "build_info.json").read_text()).get("partial", {})
     # Build next to the final folder, then move each category in place: no half-built
-    # category is ever mistaken for a finished one (an interrupted build resumes).
+    # category is ever mistaken for a finished one (an interrupted build resumes). A
+    # category built in part moves into the build first, so its objects are not rendered again.
     partial = root.with_name(root.name + ".partial")
-    build_embedded_3d(partial, n_objects_per_category, n_views, resolution, categories=tuple(missing), **kwargs)
+    for category in missing:
+        if category in partial_info and (root / category).is_dir() and not (partial / category).exists():
+            partial.mkdir(parents=True, exist_ok=True)
+            (root / category).rename(partial / category)
+    build_embedded_3d(partial, n_objects_per_category, n_views, resolution, categories=tuple(missing),
+                      splits=splits, **kwargs)
     root.mkdir(parents=True, exist_ok=True)
     for category in missing:
         if (root / category).exists():
             shutil.rmtree(root / category)
         (partial / category).rename(root / category)
         os.replace(partial / f"{category}_splits.json", root / f"{category}_splits.json")
-    info = json.loads((partial / "build_info.json").read_text())
-    info["categories"] = [c for c in CATEGORIES if c in done or c in missing]
-    info["last_build"] = {"categories": missing, "seconds": info.pop("build_seconds")}
+    built = json.loads((partial / "build_info.json").read_text())
+    if splits is None:
+        partial_info = {c: s for c, s in partial_info.items() if c not in missing}
+        built["categories"] = [c for c in CATEGORIES if c in complete or c in missing]
+    else:
+        partial_info.update({c: sorted(set(partial_info.get(c, [])) | set(splits)) for c in missing})
+        built["categories"] = [c for c in CATEGORIES if c in complete]
+    if partial_info:
+        built["partial"] = partial_info
+    built.pop("splits", None)
+    built["last_build"] = {"categories": missing, "splits": splits or "all", "seconds": built.pop("build_seconds")}
     scratch = partial / "build_info.json"
-    scratch.write_text(json.dumps(info, indent=1))
+    scratch.write_text(json.dumps(built, indent=1))
     os.replace(scratch, root / "build_info.json")  # written last: the categories are complete
     shutil.rmtree(partial)
     return root
@@ -405,7 +455,8 @@ def cli_main(argv=None) -> int:
                     "(default), or real furniture from Sweet Home 3D's catalogues (--source sweethome3d).")
     parser.add_argument("--source", choices=("procedural", "sweethome3d"), default="procedural")
     parser.add_argument("--out", default=None,
-                        help="output root (default $TRANSINR_DATA/shapes3d/<res>px, or sweethome3d/<res>px)")
+                        help="output root (default: the cache a config reads, $TRANSINR_DATA/shapes3d/<res>px for "
+                             "100 objects of 50 views, <res>px-<N>objects-<V>views for others; sweethome3d/<res>px)")
     parser.add_argument("--objects", type=int, default=None,
                         help=f"objects per category (procedural, default {DEFAULT_OBJECTS_PER_CATEGORY}; "
                              "sweethome3d: at most this many, default all)")
@@ -420,6 +471,9 @@ def cli_main(argv=None) -> int:
     parser.add_argument("--first-view", type=float, nargs=2, metavar=("AZIMUTH", "ELEVATION"), default=None,
                         help="procedural: view 0 of every object from this camera (degrees), e.g. 30 20; "
                              "train with nvs.train_support=fixed to always give the model that view")
+    parser.add_argument("--splits", nargs="+", choices=("train", "val", "test"), default=None,
+                        help="procedural: render only these splits' objects (the split is the full set's), "
+                             "e.g. --splits test to score a model without building its training set")
     parser.add_argument("--furniture-dir", default=str(sweethome3d.DEFAULT_FURNITURE_DIR),
                         help="sweethome3d: folder of the *.sh3f archives")
     args = parser.parse_args(argv)
@@ -431,6 +485,8 @@ def cli_main(argv=None) -> int:
     common = dict(n_views=args.views, resolution=args.resolution, seed=args.seed, categories=categories,
                   supersample=args.supersample, views=args.view_sphere)
     if args.source == "sweethome3d":
+        if args.splits:
+            parser.error("--splits: the sweethome3d source builds every model it reads")
         try:
             root = sweethome3d.build_sweethome3d(args.out, args.furniture_dir, max_per_category=args.objects,
                                                  **common)
@@ -439,8 +495,22 @@ def cli_main(argv=None) -> int:
             raise SystemExit(2) from None
     else:
         first_view = tuple(args.first_view) if args.first_view is not None else None
-        root = build_embedded_3d(args.out, n_objects_per_category=args.objects or DEFAULT_OBJECTS_PER_CATEGORY,
-                                 first_view=first_view, **common)
+        n_objects = args.objects or DEFAULT_OBJECTS_PER_CATEGORY
+        if args.out is None:
+            # The cache a config with data.n_objects reads: it is named after its size, and
+            # holds only the standard build (other options would pass for it).
+            custom = [flag for flag, changed in (("--seed", args.seed != 0), ("--supersample", args.supersample != 2),
+                                                 ("--view-sphere", args.view_sphere != "sphere"),
+                                                 ("--first-view", first_view is not None)) if changed]
+            if custom:
+                parser.error(f"{' '.join(custom)}: a non-standard build needs --out (the cache "
+                             f"{embedded_3d_root(args.resolution, n_objects, args.views)} holds the standard one)")
+            start = time.time()
+            root = ensure_embedded_3d(args.resolution, categories, n_objects, args.views, splits=args.splits)
+            print(f"built {root} in {time.time() - start:.1f} s")
+            return 0
+        root = build_embedded_3d(args.out, n_objects_per_category=n_objects,
+                                 first_view=first_view, splits=args.splits, **common)
     info = json.loads((root / "build_info.json").read_text())
     print(f"built {root} in {info['build_seconds']} s")
     return 0

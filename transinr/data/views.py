@@ -108,8 +108,9 @@ def _resolution(config: Config) -> int | None:
     raise ValueError(f"data.resolution for view datasets must be pixels or 'native', got {value!r}")
 
 
-def view_dataset_root(config: Config) -> Path:
-    """Where the views of ``config.data`` live (building the embedded set if needed)."""
+def view_dataset_root(config: Config, split: str | None = None) -> Path:
+    """Where the views of ``config.data`` live, building the embedded set if needed: all of
+    it, or with ``split`` ("val", "test") only that split's objects (seconds, not minutes)."""
     data = config.data
     if data.root:
         return Path(data.root).expanduser()
@@ -124,7 +125,11 @@ def view_dataset_root(config: Config) -> Path:
         resolution = _resolution(config) or EMBEDDED_BUILD_RESOLUTION
         if resolution <= EMBEDDED_BUILD_RESOLUTION and EMBEDDED_BUILD_RESOLUTION % resolution == 0:
             resolution = EMBEDDED_BUILD_RESOLUTION
-        return ensure_embedded_3d(resolution, categories=(category,))
+        if data.n_objects < 1:
+            raise ConfigError(f"data.n_objects must be a positive number of objects, got {data.n_objects}")
+        splits = None if split in (None, "train") else (split,)
+        return ensure_embedded_3d(resolution, categories=(category,), n_objects_per_category=data.n_objects,
+                                  splits=splits)
     raise ConfigError(f"dataset 'learnit' needs data.root=PATH. {LEARNIT_HINT}")
 
 
@@ -207,7 +212,7 @@ def build_view_dataset(config: Config, split: str) -> PosedViews:
     """The posed-view dataset of ``config`` for ``split`` ("train", "val" or "test")."""
     _check_view_counts(config)
     ood_view_root(config)  # a missing OOD folder fails now, not after hours of training
-    return _views_in(view_dataset_root(config), config, split)
+    return _views_in(view_dataset_root(config, split), config, split)
 
 
 def build_ood_view_dataset(config: Config) -> PosedViews | None:
