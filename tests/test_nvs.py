@@ -327,6 +327,22 @@ def test_views_used_reports_each_subset_of_the_support_views(views_root, tmp_pat
     assert "second view, feed-forward" in capsys.readouterr().out
     assert math.isnan(result["other_object"]["held_out"])  # one test object: no other to swap with
     assert json.loads((tmp_path / "used.json").read_text())["held_out"] == pytest.approx(result["held_out"])
+    assert sum(row["objects"] for row in result["by_separation"]) == 1
+    assert result["per_object"]["0+1"] == [pytest.approx(result["held_out"]["0+1"])]
+
+
+def test_second_view_gains_are_binned_by_the_support_cameras_separation():
+    """Each object lands in the bin of its support cameras' angle (180° included in the last);
+    the gain over the better view uses whichever single view scored higher."""
+    from transinr.views_used import gains_by_separation
+
+    rows = gains_by_separation({"separation": [10.0, 50.0, 170.0, 180.0], "0+1": [20.0, 20.0, 22.0, 21.0],
+                                "0": [19.0, 20.5, 20.0, 20.0], "1": [19.5, 19.0, 21.0, 20.0]})
+    assert [row["objects"] for row in rows] == [1, 1, 0, 2]
+    assert rows[0]["second_view"] == pytest.approx(1.0) and rows[0]["over_better_view"] == pytest.approx(0.5)
+    assert rows[1]["over_better_view"] == pytest.approx(-0.5)
+    assert rows[3]["second_view"] == pytest.approx(1.5) and rows[3]["over_better_view"] == pytest.approx(1.0)
+    assert math.isnan(rows[2]["second_view"])
 
 
 def test_a_first_view_camera_and_fixed_training_support_give_every_object_the_same_input_camera(tmp_path):

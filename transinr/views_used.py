@@ -9,6 +9,9 @@ held-out views and the support views themselves. Printed, as means over objects:
 * held-out PSNR given views {0, 1}, {0} and {1}: the feed-forward gain of a second view;
 * the gain of adding view 1 to view 0 on the held-out views nearer view 1 than view 0, and on
   those nearer view 0 (a model that reads view 1 gains most where view 1 sees best);
+* the same gains by how far apart the two support cameras are (:data:`SEPARATION_BINS`): a
+  model that combines its views gains most over its better view when they show opposite
+  sides, and little when they show the same side;
 * the PSNR of re-rendering each support view: a model that reproduces what it is shown scores
   higher on a view it was given than on one it was not;
 * per Transformer layer, the share of the weight tokens' attention on each view's tokens
@@ -27,6 +30,8 @@ from pathlib import Path
 import torch
 
 SUBSETS = ((0, 1), (0,), (1,))
+# Bins of the angle between the two support cameras, seen from the object centre (degrees).
+SEPARATION_BINS = ((0, 45), (45, 90), (90, 135), (135, 180))
 
 
 def measure(source: str, overrides: list[str] | None = None, max_items: int | None = None,
@@ -37,7 +42,10 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
     Returns {"objects", "held_out": {subset: dB}, "gain_near_view": {"1": dB, "0": dB},
     "support": {subset: [dB view 0, dB view 1]}, "attention": [[view 0, view 1, weight tokens]
     per layer, or None for a model without weight tokens], "other_object": {"held_out": dB given another object's views, "render_change",
-    "truth_change": RMS in [0, 1] units}}; subsets are written "0+1", "0", "1".
+    "truth_change": RMS in [0, 1] units}, "per_object": {"separation": [degrees between the
+    support cameras], subset: [held-out dB]}, "by_separation": [{"degrees": [lo, hi], "objects",
+    "second_view": dB (0+1 minus 0), "over_better_view": dB (0+1 minus the better of 0 and 1)}
+    per bin of :data:`SEPARATION_BINS`]}; subsets are written "0+1", "0", "1".
     """
     from torch.utils.data import DataLoader
 
@@ -65,6 +73,7 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
     support = {s: [] for s in SUBSETS}
     near = {"1": [], "0": []}
     shares = []
+    separation = []  # (B,) degrees between each object's two support cameras
     swap = {"other": [], "render_change": [], "truth_change": []}
     # Learned Init has no Transformer: every figure but the attention shares still applies.
     reads_with_attention = hasattr(model, "weight_tokens")
@@ -72,6 +81,8 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
         for batch in DataLoader(dataset, batch_size=batch_size):
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
             use = analysis.support_view_use(task, model, batch, SUBSETS)
+            poses = batch["support_poses"]
+            separation.append(analysis.camera_angles(poses[:, :1], poses)[:, 0, 1])
             for s in SUBSETS:
                 held_out[s].append(use["held_out"][s].mean(1))  # (B,) each object's mean over views
                 support[s].append(use["support"][s])  # (B, 2)
@@ -96,6 +107,8 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
         values = torch.cat(chunks) if chunks else torch.empty(0)
         return float(values.mean()) if values.numel() else float("nan")
 
+    per_object = {name(s): torch.cat(held_out[s]).tolist() for s in SUBSETS}
+    per_object["separation"] = torch.cat(separation).tolist()
     return {
         "model": str(source),
         "objects": n_objects,
@@ -105,7 +118,31 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
         "attention": (torch.stack(shares).sum(0) / n_objects).tolist() if shares else None,
         "other_object": {"held_out": mean(swap["other"]), "render_change": mean(swap["render_change"]),
                          "truth_change": mean(swap["truth_change"])},
+        "per_object": per_object,
+        "by_separation": gains_by_separation(per_object),
     }
+
+
+def gains_by_separation(per_object: dict) -> list[dict]:
+    """The second view's feed-forward gains, per bin of the support cameras' separation.
+
+    per_object: {"separation": [degrees], "0+1" / "0" / "1": [held-out dB]}, one entry per
+    object. Returns one {"degrees", "objects", "second_view", "over_better_view"} per bin of
+    :data:`SEPARATION_BINS` (NaN gains in an empty bin).
+    """
+    separation = torch.tensor(per_object["separation"])
+    both, first, second = (torch.tensor(per_object[s]) for s in ("0+1", "0", "1"))
+    rows = []
+    for lo, hi in SEPARATION_BINS:
+        inside = (separation >= lo) & ((separation < hi) if hi < 180 else (separation <= hi))
+        n = int(inside.sum())
+
+        def mean(x):
+            return float(x[inside].mean()) if n else float("nan")
+
+        rows.append({"degrees": [lo, hi], "objects": n, "second_view": mean(both - first),
+                     "over_better_view": mean(both - torch.maximum(first, second))})
+    return rows
 
 
 def format_report(result: dict) -> str:
@@ -117,6 +154,9 @@ def format_report(result: dict) -> str:
     lines.append(f"second view, feed-forward: {held['0+1'] - held['0']:+.2f} dB held-out "
                  f"({result['gain_near_view']['1']:+.2f} dB on the views nearer view 1, "
                  f"{result['gain_near_view']['0']:+.2f} dB on those nearer view 0)")
+    lines.append("by the angle between the two support cameras: objects | 0+1 minus 0 | 0+1 minus the better view")
+    lines += [f"  {row['degrees'][0]:3d}–{row['degrees'][1]:3d}°: {row['objects']:3d} | {row['second_view']:+.2f} dB | "
+              f"{row['over_better_view']:+.2f} dB" for row in result["by_separation"]]
     if result["attention"] is not None:
         lines.append("attention of the weight tokens, per layer: view 0 / view 1 / weight tokens")
         lines += [f"  layer {i + 1}: " + " / ".join(f"{x:.2f}" for x in row)
