@@ -282,6 +282,12 @@ def test_support_view_use_given_the_first_view_matches_the_one_view_protocol(vie
         expected = task.psnr(model, first_batch(build_view_dataset(one_view, "test"), 1))
     assert use["held_out"][(0,)].mean(1).tolist() == pytest.approx(expected.tolist(), rel=1e-5)
     assert not torch.allclose(use["held_out"][(0,)], use["held_out"][(1,)])
+    # The mean of two single-view weight sets: with view 0 in both slots it is view 0's own NeRF.
+    support_keys = ("support_rgb", "support_rays_o", "support_rays_d", "support_poses")
+    twice_view_0 = dict(batch, **{key: batch[key][:, [0, 0]] for key in support_keys})
+    same = support_view_use(task, model, twice_view_0)
+    assert same["midpoint_held_out"] == pytest.approx(same["held_out"][(0,)], rel=1e-5)
+    assert use["midpoint_held_out"].shape == (1, 2) and use["midpoint_distance"].shape == (1,)
 
 
 def test_input_dependence_tells_a_model_that_reads_its_views_from_one_that_ignores_them(views_root, ood_root):
@@ -329,6 +335,7 @@ def test_views_used_reports_each_subset_of_the_support_views(views_root, tmp_pat
     assert json.loads((tmp_path / "used.json").read_text())["held_out"] == pytest.approx(result["held_out"])
     assert sum(row["objects"] for row in result["by_separation"]) == 1
     assert result["per_object"]["0+1"] == [pytest.approx(result["held_out"]["0+1"])]
+    assert math.isfinite(result["midpoint"]["held_out"]) and result["midpoint"]["distance"] >= 0
 
 
 def test_second_view_gains_are_binned_by_the_support_cameras_separation():

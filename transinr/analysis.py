@@ -143,20 +143,36 @@ def support_view_use(task, model, batch: dict, subsets=((0, 1), (0,), (1,))) -> 
     "held_out": {subset: (B, Q) PSNR}, "support": {subset: (B, V) PSNR of re-rendering each
     support view}}. A model that uses a view scores higher on it, and on held-out views
     near it, when it is in the subset than when it is not.
+
+    With the subsets (0, 1), (0,) and (1,) it also returns "midpoint_held_out": (B, Q) PSNR of
+    the NeRF whose weights are the mean of the two single-view NeRFs' weights, and
+    "midpoint_distance": (B,) the distance of the 2-view weights from that mean over the
+    distance between the two single-view weight sets (all layers flattened). A model that
+    merely averages what each view says has its 2-view weights near the mean (distance ≪ 1)
+    and scores about the same from it; one that combines the views does better than the mean.
     """
     from .tasks.nvs import view_psnr
 
     support_keys = ("support_rgb", "support_rays_o", "support_rays_d", "support_poses")
     as_query = dict(batch, query_rgb=batch["support_rgb"], query_rays_o=batch["support_rays_o"],
                     query_rays_d=batch["support_rays_d"])
-    held_out, support = {}, {}
+    held_out, support, generated = {}, {}, {}
     for subset in subsets:
         given = dict(batch, **{key: batch[key][:, list(subset)] for key in support_keys})
-        weights = task.generate(model, given)
+        weights = generated[tuple(subset)] = task.generate(model, given)
         for scores, views in ((held_out, batch), (support, as_query)):
             scores[tuple(subset)] = view_psnr(task.render_query_views(model, views, weights), views["query_rgb"])
-    return {"angles": camera_angles(batch["query_poses"], batch["support_poses"]), "held_out": held_out,
-            "support": support}
+    result = {"angles": camera_angles(batch["query_poses"], batch["support_poses"]), "held_out": held_out,
+              "support": support}
+    if {(0, 1), (0,), (1,)} <= set(generated):
+        def flat(weights):  # (B, every weight of every layer)
+            return torch.cat([w.flatten(1) for w in weights], 1)
+
+        midpoint = [(a + b) / 2 for a, b in zip(generated[(0,)], generated[(1,)])]
+        result["midpoint_held_out"] = view_psnr(task.render_query_views(model, batch, midpoint), batch["query_rgb"])
+        result["midpoint_distance"] = ((flat(generated[(0, 1)]) - flat(midpoint)).norm(dim=1)
+                                       / (flat(generated[(0,)]) - flat(generated[(1,)])).norm(dim=1).clamp_min(1e-12))
+    return result
 
 
 def input_dependence(task, model, batch: dict) -> dict:

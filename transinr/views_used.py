@@ -9,6 +9,9 @@ held-out views and the support views themselves. Printed, as means over objects:
 * held-out PSNR given views {0, 1}, {0} and {1}: the feed-forward gain of a second view;
 * the gain of adding view 1 to view 0 on the held-out views nearer view 1 than view 0, and on
   those nearer view 0 (a model that reads view 1 gains most where view 1 sees best);
+* the NeRF whose weights are the mean of the two single-view NeRFs' weights, and how far the
+  2-view weights lie from that mean: a model that averages what each view says instead of
+  combining the two sits near it and scores about the same from it;
 * the same gains by how far apart the two support cameras are (:data:`SEPARATION_BINS`): a
   model that combines its views gains most over its better view when they show opposite
   sides, and little when they show the same side;
@@ -45,7 +48,9 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
     "truth_change": RMS in [0, 1] units}, "per_object": {"separation": [degrees between the
     support cameras], subset: [held-out dB]}, "by_separation": [{"degrees": [lo, hi], "objects",
     "second_view": dB (0+1 minus 0), "over_better_view": dB (0+1 minus the better of 0 and 1)}
-    per bin of :data:`SEPARATION_BINS`]}; subsets are written "0+1", "0", "1".
+    per bin of :data:`SEPARATION_BINS`], "midpoint": {"held_out": dB from the mean of the
+    single-view weights, "distance": mean relative distance of the 2-view weights from it}};
+    subsets are written "0+1", "0", "1".
     """
     from torch.utils.data import DataLoader
 
@@ -74,6 +79,7 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
     near = {"1": [], "0": []}
     shares = []
     separation = []  # (B,) degrees between each object's two support cameras
+    midpoint = {"held_out": [], "distance": []}
     swap = {"other": [], "render_change": [], "truth_change": []}
     # Learned Init has no Transformer: every figure but the attention shares still applies.
     reads_with_attention = hasattr(model, "weight_tokens")
@@ -83,6 +89,8 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
             use = analysis.support_view_use(task, model, batch, SUBSETS)
             poses = batch["support_poses"]
             separation.append(analysis.camera_angles(poses[:, :1], poses)[:, 0, 1])
+            midpoint["held_out"].append(use["midpoint_held_out"].mean(1))
+            midpoint["distance"].append(use["midpoint_distance"])
             for s in SUBSETS:
                 held_out[s].append(use["held_out"][s].mean(1))  # (B,) each object's mean over views
                 support[s].append(use["support"][s])  # (B, 2)
@@ -109,6 +117,7 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
 
     per_object = {name(s): torch.cat(held_out[s]).tolist() for s in SUBSETS}
     per_object["separation"] = torch.cat(separation).tolist()
+    per_object["midpoint"] = torch.cat(midpoint["held_out"]).tolist()
     return {
         "model": str(source),
         "objects": n_objects,
@@ -120,6 +129,7 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
                          "truth_change": mean(swap["truth_change"])},
         "per_object": per_object,
         "by_separation": gains_by_separation(per_object),
+        "midpoint": {key: mean(chunks) for key, chunks in midpoint.items()},
     }
 
 
@@ -154,6 +164,9 @@ def format_report(result: dict) -> str:
     lines.append(f"second view, feed-forward: {held['0+1'] - held['0']:+.2f} dB held-out "
                  f"({result['gain_near_view']['1']:+.2f} dB on the views nearer view 1, "
                  f"{result['gain_near_view']['0']:+.2f} dB on those nearer view 0)")
+    lines.append(f"the mean of the two single-view NeRFs' weights: {result['midpoint']['held_out']:.2f} dB held-out; "
+                 f"the 2-view weights lie {result['midpoint']['distance']:.2f}× the single-view weights' "
+                 "distance from that mean")
     lines.append("by the angle between the two support cameras: objects | 0+1 minus 0 | 0+1 minus the better view")
     lines += [f"  {row['degrees'][0]:3d}–{row['degrees'][1]:3d}°: {row['objects']:3d} | {row['second_view']:+.2f} dB | "
               f"{row['over_better_view']:+.2f} dB" for row in result["by_separation"]]
