@@ -133,6 +133,11 @@ def measure(source: str, overrides: list[str] | None = None, max_items: int | No
     }
 
 
+def in_separation_bin(degrees: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """Which angles fall in the bin [lo, hi) (the last bin, ending at 180°, includes 180°)."""
+    return (degrees >= lo) & ((degrees < hi) if hi < 180 else (degrees <= hi))
+
+
 def gains_by_separation(per_object: dict) -> list[dict]:
     """The second view's feed-forward gains, per bin of the support cameras' separation.
 
@@ -144,7 +149,7 @@ def gains_by_separation(per_object: dict) -> list[dict]:
     both, first, second = (torch.tensor(per_object[s]) for s in ("0+1", "0", "1"))
     rows = []
     for lo, hi in SEPARATION_BINS:
-        inside = (separation >= lo) & ((separation < hi) if hi < 180 else (separation <= hi))
+        inside = in_separation_bin(separation, lo, hi)
         n = int(inside.sum())
 
         def mean(x):
