@@ -6,7 +6,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from transinr.compare import check_comparable, cli_main, compare, lower_median, time_to_reach
+from transinr.compare import check_comparable, cli_main, compare, lower_median, time_to_reach, write_csv
 from transinr.config import ConfigError, config_to_dict
 
 from .helpers import smooth_images, tiny_image_config
@@ -153,3 +153,14 @@ def test_view_synthesis_compare_table_ranks_1_and_2_views_with_standard_errors(t
         assert cells in markdown and f"| {row['ood_psnr_mean']:.2f} ± {row['ood_psnr_se']:.2f} |" in markdown
     first = json.loads((tmp_path / "cmp" / "runs" / "views_1" / "results.json").read_text())
     assert f"a blank white image scores {first['ood_blank_white_psnr']:.2f} dB" in markdown
+
+
+def test_write_csv_keeps_fields_that_only_later_rows_have(tmp_path):
+    # A study table mixes rows recorded by an older release with new ones that carry more fields.
+    rows = [{"config": "old", "test_psnr_mean": 21.2},
+            {"config": "new", "test_psnr_mean": 23.3, "ood_split": "test"}]
+    write_csv(tmp_path / "table.csv", rows)
+    with (tmp_path / "table.csv").open() as file:
+        read = list(csv.DictReader(file))
+    assert list(read[0]) == ["config", "test_psnr_mean", "ood_split"]
+    assert read[0]["ood_split"] == "" and read[1]["ood_split"] == "test"

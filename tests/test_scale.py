@@ -202,3 +202,17 @@ def test_every_shipped_study_plans_its_runs_with_distinct_names(name):
     names = [run.config.name for run in runs]
     assert len(names) == len(set(names)) == len(study.budgets) * (len(study.methods) + len(study.sizes))
     assert all(run.config.train.max_images == run.budget for run in runs)
+
+
+def test_plot_series_keeps_two_methods_of_one_display_name_apart():
+    # Both Learned Inits are shown as "Learned Init" in the table; the plot must not join them.
+    def row(config, method, budget, size="config"):
+        return {"config": config, "method": method, "size": size, "budget": budget}
+
+    rows = [row("learned_init_16k", "Learned Init", 16000), row("learned_init_paper_16k", "Learned Init", 16000),
+            row("learned_init_64k", "Learned Init", 64000), row("trans_inr_64k", "Trans-INR", 64000),
+            row("trans_inr_p4_64k", "Trans-INR", 64000, size="p4")]
+    series = scale.plot_series(rows)
+    assert sorted(series) == ["Learned Init [learned_init]", "Learned Init [learned_init_paper]",
+                              "Trans-INR", "Trans-INR (p4)"]
+    assert [r["budget"] for r in series["Learned Init [learned_init]"]] == [16000, 64000]

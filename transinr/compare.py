@@ -256,8 +256,11 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
+    """One column per field of any row, in first-seen order; a row without a field leaves it empty
+    (a study table keeps rows recorded by an older release, which lack the newer fields)."""
+    fieldnames = list(dict.fromkeys(field for row in rows for field in row))
     with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(file, fieldnames=fieldnames)
         writer.writeheader()
         writer.writerows(rows)
 

@@ -248,16 +248,38 @@ def write_tables(study: Study, rows: list[dict], out_dir: Path) -> None:
     plot_study(rows, out_dir / "scale.png")
 
 
+def plot_series(rows: list[dict]) -> dict[str, list[dict]]:
+    """The study's rows grouped into one line per method and size, by legend label.
+
+    The rows' ``method`` is the display name, which two methods can share (both Learned
+    Inits); the run name without its budget (``learned_init_paper`` of
+    ``learned_init_paper_256k``) tells them apart and is added to the label where needed.
+    """
+    def stem(row: dict) -> str:
+        return row["config"].removesuffix("_" + budget_label(row["budget"]))
+
+    def label(row: dict) -> str:
+        return row["method"] + (f" ({row['size']})" if row["size"] != "config" else "")
+
+    stems_of: dict[str, set[str]] = {}
+    for row in rows:
+        stems_of.setdefault(label(row), set()).add(stem(row))
+    series: dict[str, list[dict]] = {}
+    for row in rows:
+        name = label(row) + (f" [{stem(row)}]" if len(stems_of[label(row)]) > 1 else "")
+        series.setdefault(name, []).append(row)
+    return series
+
+
 def plot_study(rows: list[dict], path: Path) -> Path:
     """Held-out, train and OOD PSNR (columns) against budget and training time (rows)."""
     import matplotlib.pyplot as plt
 
     from .viz import save_figure
 
-    series: dict[str, list[dict]] = {}
-    for row in rows:
-        label = row["method"] + (f" ({row['size']})" if row["size"] != "config" else "")
-        series.setdefault(label, []).append(row)
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    series = plot_series(rows)
     metrics = [("test_psnr_mean", "held-out PSNR (dB)"), ("train_psnr_mean", "train PSNR (dB)"),
                ("ood_psnr_mean", "OOD PSNR (dB)")]
     axes_x = [("training_signals", "training signals seen"), ("train_seconds", "training wall time (s)")]
@@ -274,6 +296,10 @@ def plot_study(rows: list[dict], path: Path) -> Path:
                     plotted = True
             if plotted:
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overprint each other
+                if x_key == "training_signals":
+                    ax.set_xticks(sorted({p[x_key] for points in series.values() for p in points}))
+                    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: budget_label(int(round(x)))))
             ax.set_xlabel(x_label)
             ax.set_ylabel(y_label)
             ax.grid(alpha=0.3)
