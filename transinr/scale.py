@@ -274,10 +274,9 @@ def plot_series(rows: list[dict]) -> dict[str, list[dict]]:
 def plot_study(rows: list[dict], path: Path) -> Path:
     """Held-out, train and OOD PSNR (columns) against budget and training time (rows)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     from .viz import save_figure
-
-    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     series = plot_series(rows)
     metrics = [("test_psnr_mean", "held-out PSNR (dB)"), ("train_psnr_mean", "train PSNR (dB)"),
