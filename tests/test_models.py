@@ -33,6 +33,19 @@ def test_views_tokenizer_concatenates_views():
     assert tokenizer(rgb, rays, rays).shape == (2, 3 * 16, 8)
 
 
+def test_views_tokenizer_encodes_rays_at_log_spaced_frequencies_when_asked():
+    plain, encoded = ViewsTokenizer(8, 4, dim=8), ViewsTokenizer(8, 4, dim=8, ray_frequencies=3)
+    assert plain.image.project.in_features == 16 * 9
+    assert encoded.image.project.in_features == 16 * (9 + 12 * 3)
+    rays = torch.tensor([[0.5, -1.0, 2.0, 0.0, 0.25, 1.0]])
+    angles = (rays[..., None] * torch.tensor([1.0, 2.0, 4.0])).flatten(-2)
+    expected = torch.cat([rays, angles.cos(), angles.sin()], dim=-1)
+    assert torch.allclose(encoded.encode_rays(rays), expected)
+    assert torch.equal(plain.encode_rays(rays), rays)  # the paper's raw rays
+    rgb, rays_o = torch.rand(2, 2, 3, 8, 8), torch.rand(2, 2, 8, 8, 3)
+    assert encoded(rgb, rays_o, rays_o).shape == (2, 2 * 4, 8)
+
+
 def test_transformer_attention_is_a_distribution_and_matches_fused_path():
     torch.manual_seed(0)
     encoder = TransformerEncoder(dim=16, depth=3, n_heads=2, head_dim=8, mlp_dim=32).eval()

@@ -112,6 +112,9 @@ class ModelConfig:
     # A learned positional embedding on posed-view tokens; the paper has none, the pose
     # is in each pixel's ray channels.
     view_position_embedding: bool = False
+    # Posed views: cos / sin(2^k · ray channel), k < ray_frequencies, beside the raw rays in
+    # each pixel (0: the paper's raw rays only).
+    ray_frequencies: int = 0
     n_groups: int = 64  # G; instance_pattern: the rank of the composed layer
     hyponet: HyponetConfig = field(default_factory=HyponetConfig)
     # single_vector: size of the one latent vector every INR weight is computed from.

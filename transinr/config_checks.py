@@ -85,6 +85,7 @@ RANGES: dict[str, Check] = {
     "model.mlp_dim": positive,
     "model.dropout": below_one,
     "model.token_init_std": positive_finite,
+    "model.ray_frequencies": at_least(0),
     "model.n_groups": positive,
     "model.latent_dim": positive,
     "model.inner_steps": at_least(0),

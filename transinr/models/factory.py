@@ -31,7 +31,8 @@ def build_tokenizer(config: Config, image_size: int):
     if config.task == "image":
         return ImageTokenizer(image_size, m.patch_size, m.dim, m.padding, position_init_std=m.token_init_std)
     position_std = m.token_init_std if m.view_position_embedding else 0.0
-    return ViewsTokenizer(image_size, m.patch_size, m.dim, m.padding, position_init_std=position_std)
+    return ViewsTokenizer(image_size, m.patch_size, m.dim, m.padding, position_init_std=position_std,
+                          ray_frequencies=m.ray_frequencies)
 
 
 def build_transformer(config: Config) -> TransformerEncoder:

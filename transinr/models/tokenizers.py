@@ -62,20 +62,37 @@ class ViewsTokenizer(nn.Module):
     so a model trained on one view can be given two. As in the paper there is no
     positional embedding: each pixel's ray channels already say where it looks from.
     ``position_init_std > 0`` adds one learned embedding shared by every view.
+
+    ``ray_frequencies = F > 0`` appends cos / sin(2^k · x), k = 0 … F-1, of each of the six
+    ray channels (12·F more channels a pixel). The paper feeds the raw rays, so a token's
+    first-layer key and value depend on where it looks only linearly; the encoding lets
+    attention pick out one view's tokens that look at one part of the object, which a model
+    must do to add what its second view shows rather than average the two views.
     """
 
     def __init__(self, image_size: int, patch_size: int, dim: int, padding: int = 0,
-                 position_init_std: float = 0.0):
+                 position_init_std: float = 0.0, ray_frequencies: int = 0):
         super().__init__()
-        self.image = ImageTokenizer(image_size, patch_size, dim, padding, channels=9,
+        self.ray_frequencies = ray_frequencies
+        channels = 9 + 12 * ray_frequencies
+        self.image = ImageTokenizer(image_size, patch_size, dim, padding, channels=channels,
                                     position_init_std=position_init_std)
         self.grid_shape = self.image.grid_shape
         self.tokens_per_view = self.image.n_tokens
 
+    def encode_rays(self, rays: torch.Tensor) -> torch.Tensor:
+        """rays (..., 6) → (..., 6 + 12·F): the raw channels, then cos and sin of each at
+        every frequency."""
+        if not self.ray_frequencies:
+            return rays
+        scales = 2.0 ** torch.arange(self.ray_frequencies, dtype=rays.dtype, device=rays.device)
+        angles = (rays.unsqueeze(-1) * scales).flatten(-2)  # (..., 6·F)
+        return torch.cat([rays, torch.cos(angles), torch.sin(angles)], dim=-1)
+
     def forward(self, rgb: torch.Tensor, rays_o: torch.Tensor, rays_d: torch.Tensor) -> torch.Tensor:
         """rgb (B, V, 3, H, W), rays_o / rays_d (B, V, H, W, 3) → tokens (B, V·n, dim)."""
         batch, n_views = rgb.shape[:2]
-        rays = torch.cat([rays_o, rays_d], dim=-1).permute(0, 1, 4, 2, 3)  # (B, V, 6, H, W)
-        pixels = torch.cat([rgb, rays], dim=2).flatten(0, 1)  # (B·V, 9, H, W)
+        rays = self.encode_rays(torch.cat([rays_o, rays_d], dim=-1)).permute(0, 1, 4, 2, 3)  # (B, V, 6+12F, H, W)
+        pixels = torch.cat([rgb, rays], dim=2).flatten(0, 1)  # (B·V, 9+12F, H, W)
         tokens = self.image(pixels)  # (B·V, n, dim)
         return tokens.view(batch, n_views * self.tokens_per_view, -1)
