@@ -79,6 +79,8 @@ def option_effects():
          and abs(m.tokenizer.position.std().item() - 0.02) < 0.002),
         ("shapenet_chairs_1view", "model.view_position_embedding=true",
          lambda m: m.tokenizer.image.position is not None),
+        ("shapenet_chairs_1view", "model.ray_frequencies=4",
+         lambda m: m.tokenizer.image.project.in_features == 8 * 8 * (9 + 12 * 4)),
         ("celeba178", "model.hyponet.pe_dim_per_coordinate=false",
          lambda m: tuple(m.hyponet.layer_shapes[0]) == (129, 256)),
         ("shapenet_chairs_1view", "model.hyponet.pe_times_pi=true",
