@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .hyponets import FourierFeatures
+
 
 def patchify(x: torch.Tensor, patch_size: int) -> torch.Tensor:
     """Split images into non-overlapping square patches.
@@ -75,7 +77,9 @@ class ViewsTokenizer(nn.Module):
     def __init__(self, image_size: int, patch_size: int, dim: int, padding: int = 0,
                  position_init_std: float = 0.0, ray_frequencies: int = 0):
         super().__init__()
-        self.ray_frequencies = ray_frequencies
+        # The NeRF's own encoding, without π: frequencies 2^0 … 2^(F-1).
+        self.ray_encoding = (FourierFeatures(6, 12 * ray_frequencies, 2.0 ** (ray_frequencies - 1), times_pi=False)
+                             if ray_frequencies else None)
         channels = 9 + 12 * ray_frequencies
         self.image = ImageTokenizer(image_size, patch_size, dim, padding, channels=channels,
                                     position_init_std=position_init_std)
@@ -85,11 +89,9 @@ class ViewsTokenizer(nn.Module):
     def encode_rays(self, rays: torch.Tensor) -> torch.Tensor:
         """rays (..., 6) → (..., 6 + 12·F): the raw channels, then cos and sin of each at
         every frequency."""
-        if not self.ray_frequencies:
+        if self.ray_encoding is None:
             return rays
-        scales = 2.0 ** torch.arange(self.ray_frequencies, dtype=rays.dtype, device=rays.device)
-        angles = (rays.unsqueeze(-1) * scales).flatten(-2)  # (..., 6·F)
-        return torch.cat([rays, torch.cos(angles), torch.sin(angles)], dim=-1)
+        return torch.cat([rays, self.ray_encoding(rays)], dim=-1)
 
     def forward(self, rgb: torch.Tensor, rays_o: torch.Tensor, rays_d: torch.Tensor) -> torch.Tensor:
         """rgb (B, V, 3, H, W), rays_o / rays_d (B, V, H, W, 3) → tokens (B, V·n, dim)."""
